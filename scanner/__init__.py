@@ -1,0 +1,3 @@
+"""lmscan: policy-as-code scanner for Hyper-V live-migration networks."""
+
+__version__ = "1.0.0"

@@ -1,0 +1,186 @@
+"""Read and write per-node snapshot documents (contracts §1), tolerant of what PowerShell prints.
+
+A snapshot is kept close to what the node sent: sections stay plain JSON values, wrapped so that
+property names compare case-insensitively. Interpretation (enums, id lists, subnets) happens in
+:mod:`scanner.normalize`.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from scanner.errors import InputError
+from scanner.fsutil import atomic_write
+
+SNAPSHOT_VERSION = 1
+
+
+class CIDict(Mapping[str, Any]):
+    """A read-only mapping whose keys compare case-insensitively (PowerShell property names)."""
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data: Mapping[str, Any]) -> None:
+        folded: dict[str, tuple[str, Any]] = {}
+        for k, v in data.items():
+            folded.setdefault(str(k).casefold(), (str(k), v))
+        self._data = folded
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data[key.casefold()][1]
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and key.casefold() in self._data
+
+    def __iter__(self) -> Iterator[str]:
+        return (k for k, _ in self._data.values())
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+        hit = self._data.get(key.casefold())
+        return default if hit is None else hit[1]
+
+    def __repr__(self) -> str:
+        return f"CIDict({dict(self.items())!r})"
+
+
+def ci(value: Any) -> Any:
+    """Wrap every JSON object inside ``value`` in a :class:`CIDict`."""
+    if isinstance(value, dict):
+        return CIDict({k: ci(v) for k, v in value.items()})
+    if isinstance(value, list):
+        return [ci(v) for v in value]
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """One node's collected facts."""
+
+    node: str
+    collected_at: str | None
+    collector: Mapping[str, Any]
+    sections: CIDict
+    errors: CIDict
+    source: str
+    document: Mapping[str, Any]
+
+    def section(self, name: str) -> Any:
+        return self.sections.get(name)
+
+    def has(self, name: str) -> bool:
+        return name in self.sections and self.sections.get(name) is not None
+
+    def failed(self, name: str) -> bool:
+        return name in self.errors and name not in self.sections
+
+    def cluster_name(self) -> str | None:
+        c = self.sections.get("Cluster")
+        if isinstance(c, list):
+            c = c[0] if c else None
+        if isinstance(c, Mapping):
+            name = c.get("Name")
+            if isinstance(name, str) and name.strip():
+                return name.strip()
+        return None
+
+
+def decode_text(raw: bytes) -> str:
+    """Decode UTF-8 (with or without BOM) or UTF-16 with a BOM, as Windows tools write them."""
+    if raw.startswith(codecs.BOM_UTF8):
+        return raw[len(codecs.BOM_UTF8):].decode("utf-8")
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return raw.decode("utf-16")
+    if len(raw) >= 2 and raw[0] != 0 and raw[1] == 0:
+        # UTF-16LE without a BOM: what some redirections produce.
+        return raw.decode("utf-16-le")
+    return raw.decode("utf-8")
+
+
+def parse_snapshot(raw: bytes, source: str) -> Snapshot:
+    """Parse one snapshot document, or raise :class:`InputError` naming the problem."""
+    try:
+        text = decode_text(raw)
+    except UnicodeDecodeError as exc:
+        raise InputError(source, f"not UTF-8 or UTF-16 text (byte {exc.start}); "
+                         "save the snapshot as UTF-8") from None
+    if not text.strip():
+        raise InputError(source, "empty file; expected a snapshot JSON document")
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(source, f"not JSON: {exc.msg}", f"line {exc.lineno} column {exc.colno}") from None
+    except RecursionError:
+        raise InputError(source, "JSON nested too deeply") from None
+    return snapshot_from_document(doc, source)
+
+
+def snapshot_from_document(doc: Any, source: str) -> Snapshot:
+    """Validate the top level of a decoded snapshot document."""
+    if not isinstance(doc, dict):
+        raise InputError(source, f"expected a JSON object with 'lmscan_snapshot', found {type(doc).__name__}")
+    top = CIDict(doc)
+    if "lmscan_snapshot" not in top:
+        raise InputError(source, "missing key 'lmscan_snapshot'; this is not an lmscan snapshot")
+    version = top["lmscan_snapshot"]
+    if isinstance(version, bool) or version not in (SNAPSHOT_VERSION, str(SNAPSHOT_VERSION)):
+        raise InputError(source, f"unsupported lmscan_snapshot version {version!r}; this lmscan reads version 1",
+                         "lmscan_snapshot")
+    node = top.get("node")
+    if not isinstance(node, str) or not node.strip():
+        raise InputError(source, "missing or empty 'node' (the node's name)", "node")
+    sections = top.get("sections")
+    if not isinstance(sections, dict):
+        raise InputError(source, "'sections' must be a JSON object of section name to value", "sections")
+    errors = top.get("errors")
+    if errors is None:
+        errors = {}
+    if not isinstance(errors, dict):
+        raise InputError(source, "'errors' must be a JSON object of section name to message", "errors")
+    collector = top.get("collector")
+    collected_at = top.get("collected_at")
+    return Snapshot(
+        node=node.strip(),
+        collected_at=str(collected_at) if collected_at not in (None, "") else None,
+        collector=ci(collector) if isinstance(collector, dict) else CIDict({}),
+        sections=ci(sections),
+        errors=CIDict({k: "" if v is None else str(v) for k, v in errors.items()}),
+        source=source,
+        document=doc,
+    )
+
+
+def read_snapshot_file(path: Path) -> Snapshot:
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise InputError(path, f"cannot read: {exc.strerror}") from None
+    return parse_snapshot(raw, str(path))
+
+
+def read_snapshots(paths: list[Path]) -> list[Snapshot]:
+    """Read files and directories (``*.json`` recursively). Any bad file stops the scan."""
+    found: list[Path] = []
+    for p in paths:
+        if p.is_dir():
+            files = sorted(q for q in p.rglob("*") if q.is_file() and q.suffix.casefold() == ".json")
+            if not files:
+                raise InputError(p, "directory holds no *.json snapshot files")
+            found.extend(files)
+        elif p.is_file():
+            found.append(p)
+        else:
+            raise InputError(p, "no such file or directory")
+    return [read_snapshot_file(f) for f in found]
+
+
+def write_snapshot(path: Path, document: Mapping[str, Any]) -> None:
+    """Write a snapshot document as UTF-8 JSON, atomically."""
+    atomic_write(path, (json.dumps(document, indent=1, ensure_ascii=False) + "\n").encode("utf-8"))
