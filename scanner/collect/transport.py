@@ -1,20 +1,82 @@
 """Run one PowerShell script on one Windows node over WinRM, with a hard deadline and no leaks.
 
-The only module that imports :mod:`winrm`. It wraps pywinrm's low-level ``Protocol`` instead of
-``Session.run_ps`` because the latter has no overall timeout, leaks shells on errors, is limited
-to ~3 KB scripts by cmd.exe, mangles non-ASCII (codepage 437) and honours ``HTTP_PROXY``
-(research/ecosystem.md §1).
+The only module that imports :mod:`winrm`. It drives pywinrm's low-level ``Protocol`` instead of
+``Session.run_ps``, which has no overall timeout, leaks shells on errors, stops at ~3 KB scripts
+(cmd.exe's 8191-character limit), mangles non-ASCII (codepage 437) and honours ``HTTP_PROXY``
+even for loopback (research/ecosystem.md §1). Here:
+
+* the shell uses codepage 65001 and no profile; ``powershell.exe`` gets a tiny ``-EncodedCommand``
+  bootstrap and the real script arrives over stdin, so its size does not matter;
+* every HTTP request is clamped to the node's own deadline, and a watchdog shuts the sockets
+  down if a server trickles bytes past it, so a run never outlives ``Endpoint.timeout`` by more
+  than the short cleanup;
+* Signal and Delete are always attempted (bounded) so no shell stays open on the node;
+* every failure becomes one :class:`NodeError` line that never carries the password.
 """
 
 from __future__ import annotations
 
+import base64
+import http.client
+import logging
+import os
+import re
+import socket
+import ssl
+import threading
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+import urllib3.exceptions
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from winrm import transport as winrm_transport
+from winrm.exceptions import (
+    AuthenticationError,
+    WinRMError,
+    WinRMOperationTimeoutError,
+    WinRMTransportError,
+    WSManFaultError,
+)
+from winrm.protocol import Protocol
 
 from scanner.errors import CollectionError
+
+log = logging.getLogger(__name__)
 
 NODE_ERROR_KINDS = frozenset(
     {"auth", "connect", "timeout", "tls", "fault", "protocol", "output", "interrupted", "config"}
 )
+TRANSPORTS = ("ntlm", "kerberos", "credssp", "basic", "certificate")
+
+#: cmd.exe refuses longer command lines (WinRS runs every command through it).
+CMD_LINE_LIMIT = 8191
+#: Raw stdin bytes per Send: base64 (+33 %) plus the envelope stays under the 150 KB
+#: MaxEnvelopeSize of Server 2008 R2 (500 KB later).
+STDIN_CHUNK = 96 * 1024
+#: Longest a Receive may be held by the server (its OperationTimeout) before we poll again.
+RECEIVE_WAIT_MAX = 20
+#: Connection refused/reset on Create is retried this often, after 0.25 s, 0.5 s.
+CREATE_RETRIES = 2
+RETRY_BACKOFF = 0.25
+#: The watchdog cuts sockets this long after a phase's limit (requests' own timeouts are per read).
+WATCHDOG_SLACK = 0.5
+
+# Sets UTF-8 both ways, then runs whatever arrives on stdin. Kept PowerShell 2.0-compatible.
+BOOTSTRAP = (
+    "$ProgressPreference='SilentlyContinue';"
+    "$e=New-Object Text.UTF8Encoding $false;"
+    "try{[Console]::InputEncoding=$e;[Console]::OutputEncoding=$e}catch{};"
+    "& ([ScriptBlock]::Create(($input|Out-String)))"
+)
+POWERSHELL = "powershell.exe"
 
 
 @dataclass(frozen=True)
@@ -46,19 +108,550 @@ class RunOutput:
 
 
 class NodeError(CollectionError):
-    """One node could not be collected; ``str(err)`` is the one line shown for that node."""
+    """One node could not be collected; ``str(err)`` is the one line shown for that node.
+
+    ``kind`` is one of :data:`NODE_ERROR_KINDS`; ``requests`` is how many HTTP requests the
+    failed run made (0 when unknown).
+    """
 
     def __init__(self, node: str, kind: str, reason: str, elapsed: float | None = None) -> None:
         self.node = node
         self.kind = kind
         self.reason = reason
         self.elapsed = elapsed
+        self.requests = 0
         line = f"{node}: {reason}"
         if elapsed is not None:
             line += f" after {elapsed:.1f} s"
         super().__init__(line)
 
 
+def build_command_line(bootstrap: str = BOOTSTRAP) -> tuple[str, list[str]]:
+    """The ``powershell.exe`` command and arguments; refuses what cmd.exe would cut off."""
+    encoded = base64.b64encode(bootstrap.encode("utf-16-le")).decode("ascii")
+    args = ["-NoProfile", "-NonInteractive", "-ExecutionPolicy", "Bypass", "-EncodedCommand", encoded]
+    length = len(POWERSHELL) + 1 + len(" ".join(args))
+    if length > CMD_LINE_LIMIT:
+        raise ValueError(f"command line of {length} characters exceeds cmd.exe's {CMD_LINE_LIMIT}")
+    return POWERSHELL, args
+
+
+_COMMAND, _ARGS = build_command_line()
+
+
+def redact(text: str, endpoint: Endpoint) -> str:
+    """``text`` without the endpoint's password (plain or inside a Basic header) or URL userinfo."""
+    secrets = []
+    if endpoint.password:
+        secrets.append(endpoint.password)
+        pair = f"{endpoint.username or ''}:{endpoint.password}".encode()
+        secrets.append(base64.b64encode(pair).decode("ascii"))
+    for secret in secrets:
+        text = text.replace(secret, "***")
+    return re.sub(r"(\w+://)[^/@\s]*@", r"\1", text)
+
+
+# --- cancellation ---------------------------------------------------------------------------
+
+_local = threading.local()
+
+
+class Cancellation:
+    """Lets another thread stop the runs bound to it: they stop at once, clean up briefly and
+    raise :class:`NodeError` of kind ``interrupted``. Used by the worker pool on Ctrl-C."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._runs: set[_Run] = set()
+        self._cancelled = False
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled
+
+    def cancel(self) -> None:
+        with self._lock:
+            self._cancelled = True
+            runs = list(self._runs)
+        for run in runs:
+            run.abort("interrupted")
+
+    @contextmanager
+    def applies(self) -> Iterator[None]:
+        """Bind this cancellation to runs started in the current thread."""
+        previous = getattr(_local, "cancel", None)
+        _local.cancel = self
+        try:
+            yield
+        finally:
+            _local.cancel = previous
+
+    def _attach(self, run: _Run) -> bool:
+        with self._lock:
+            if self._cancelled:
+                return False
+            self._runs.add(run)
+            return True
+
+    def _detach(self, run: _Run) -> None:
+        with self._lock:
+            self._runs.discard(run)
+
+
+# --- per-run state and the instrumented HTTP layer ------------------------------------------
+
+
+class _Stop(Exception):
+    """Raised before a request when the run has been aborted or its time is up."""
+
+
+class _Run:
+    """One run's clock, request count, sockets and abort state (shared with the watchdog)."""
+
+    def __init__(self, endpoint: Endpoint) -> None:
+        self.endpoint = endpoint
+        self.start = time.monotonic()
+        self.limit = self.start + endpoint.timeout
+        self.step = "Create"
+        self.requests = 0
+        self.cleaning = False
+        self.poll_clamped = False
+        self.aborted: str | None = None  # "interrupted" | "deadline"
+        self._wake = threading.Event()
+        self._lock = threading.Lock()
+        self._socks: list[socket.socket] = []
+        self._timer: threading.Timer | None = None
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.start
+
+    def remaining(self) -> float:
+        return self.limit - time.monotonic()
+
+    def admit(self, timeout: Any) -> float:
+        """Count one HTTP request and return its timeout, clamped to what is left."""
+        if self.aborted and not self.cleaning:
+            raise _Stop(self.aborted)
+        left = self.remaining()
+        if left <= 0:
+            raise _Stop("deadline")
+        self.requests += 1
+        wanted = timeout if isinstance(timeout, (int, float)) and timeout > 0 else left
+        return max(0.01, min(float(wanted), left))
+
+    def track(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._socks = [s for s in self._socks if s.fileno() != -1]
+            self._socks.append(sock)
+
+    def cut_sockets(self) -> None:
+        """Unblock any read in progress (it fails at once); a later request reconnects."""
+        with self._lock:
+            socks = list(self._socks)
+        for sock in socks:
+            try:
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def abort(self, why: str) -> None:
+        if self.aborted is None:
+            self.aborted = why
+        self._wake.set()
+        self.cut_sockets()
+
+    def _expire(self) -> None:
+        if not self.cleaning:
+            self.abort("deadline")
+        else:
+            self.cut_sockets()
+
+    def arm(self) -> None:
+        """Start (or restart) the watchdog for the current phase's limit."""
+        self.disarm()
+        self._timer = threading.Timer(max(0.0, self.remaining()) + WATCHDOG_SLACK, self._expire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def sleep(self, seconds: float) -> None:
+        """Back off, but wake up at once if the run is aborted."""
+        if self._wake.wait(seconds):
+            raise _Stop(self.aborted or "interrupted")
+
+
+class _TrackedHTTPConnection(HTTPConnection):
+    def connect(self) -> None:
+        super().connect()
+        run = getattr(_local, "run", None)
+        if run is not None and self.sock is not None:
+            run.track(self.sock)
+
+
+class _TrackedHTTPSConnection(HTTPSConnection):
+    def connect(self) -> None:
+        super().connect()
+        run = getattr(_local, "run", None)
+        if run is not None and self.sock is not None:
+            run.track(self.sock)
+
+
+class _TrackedPool(HTTPConnectionPool):
+    ConnectionCls = _TrackedHTTPConnection
+
+
+class _TrackedHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _TrackedHTTPSConnection
+
+
+class _Adapter(HTTPAdapter):
+    """Counts requests (NTLM handshake legs included), clamps timeouts, registers sockets."""
+
+    def __init__(self, run: _Run) -> None:
+        self._run = run
+        super().__init__(pool_connections=1, pool_maxsize=1, max_retries=0)
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _TrackedPool, "https": _TrackedHTTPSPool}
+
+    def send(self, request: requests.PreparedRequest, stream: bool = False, timeout: Any = None,
+             verify: bool | str = True, cert: Any = None, proxies: Any = None) -> requests.Response:
+        timeout = self._run.admit(timeout)
+        return super().send(request, stream=stream, timeout=timeout, verify=verify, cert=cert, proxies=proxies)
+
+
+class _Transport(winrm_transport.Transport):
+    """pywinrm's transport with our adapter mounted before the first request goes out."""
+
+    run: _Run
+
+    def build_session(self) -> requests.Session:
+        if self.session is None:
+            super().build_session()
+            assert self.session is not None
+            self._instrument(self.session)
+        return self.session
+
+    def setup_encryption(self, session: requests.Session) -> None:
+        # pywinrm sends its first (empty) request from here, before build_session returns.
+        self._instrument(session)
+        super().setup_encryption(session)
+
+    def _instrument(self, session: requests.Session) -> None:
+        if not isinstance(session.get_adapter("http://x"), _Adapter):
+            adapter = _Adapter(self.run)
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
+
+
+# --- configuration checks -------------------------------------------------------------------
+
+
+def _config_problem(ep: Endpoint) -> str | None:
+    """Why this endpoint cannot be used as configured, or None."""
+    if ep.transport not in TRANSPORTS:
+        return f"unknown transport {ep.transport!r}; use one of {', '.join(TRANSPORTS)}"
+    parts = urlsplit(ep.url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"endpoint {redact(ep.url, ep)!r} is not an http(s):// WS-Management URL"
+    if "@" in parts.netloc:
+        return "credentials do not belong in the endpoint URL; use username and a password source"
+    if not ep.timeout or ep.timeout <= 0:
+        return f"timeout must be a positive number of seconds, not {ep.timeout!r}"
+    https = parts.scheme == "https"
+    if ep.transport == "basic" and not https and not ep.allow_unencrypted:
+        return ("refusing Basic authentication over plain HTTP (the password would cross the network "
+                "unencrypted); use https or set allow_unencrypted: true for this node")
+    if ep.transport == "certificate":
+        if not https:
+            return "certificate authentication needs an https:// endpoint"
+        for label, path in (("cert_pem", ep.cert_pem), ("cert_key_pem", ep.cert_key_pem)):
+            if not path:
+                return f"certificate authentication needs {label}"
+            if not os.path.isfile(path):
+                return f"{label} file not found: {path}"
+    elif ep.transport != "kerberos":
+        if not ep.username:
+            return f"{ep.transport} authentication needs a username"
+        if ep.password is None:
+            return f"{ep.transport} authentication needs a password"
+    if ep.transport == "kerberos" and not winrm_transport.HAVE_KERBEROS:
+        return "kerberos needs pywinrm's kerberos extra (pip install 'pywinrm[kerberos]') and a ticket from kinit"
+    if ep.transport == "credssp" and not winrm_transport.HAVE_CREDSSP:
+        return "credssp needs pywinrm's credssp extra (pip install 'pywinrm[credssp]')"
+    if ep.ca_bundle and not os.path.exists(ep.ca_bundle):
+        return f"CA bundle not found: {ep.ca_bundle}"
+    return None
+
+
+def _system_ca() -> str | None:
+    """The system trust store (requests would otherwise use certifi's bundle only)."""
+    paths = ssl.get_default_verify_paths()
+    for candidate in (paths.cafile, paths.capath):
+        if candidate and os.path.exists(candidate):
+            return str(candidate)
+    return None
+
+
+def _protocol(ep: Endpoint, run: _Run) -> Protocol:
+    proto = Protocol(
+        ep.url,
+        transport=ep.transport,  # type: ignore[arg-type]
+        username=ep.username,
+        password=ep.password,
+        ca_trust_path=ep.ca_bundle or _system_ca(),  # type: ignore[arg-type]
+        cert_pem=ep.cert_pem,
+        cert_key_pem=ep.cert_key_pem,
+        server_cert_validation="validate" if ep.verify_tls else "ignore",
+        read_timeout_sec=max(2, int(ep.timeout) + 1),
+        operation_timeout_sec=1,
+        message_encryption="auto",
+        proxy=None,
+    )
+    # Mount our adapter on the session pywinrm builds; see _Transport.
+    proto.transport.__class__ = _Transport
+    proto.transport.run = run  # type: ignore[attr-defined]
+    return proto
+
+
+# --- the run --------------------------------------------------------------------------------
+
+
 def run_powershell(endpoint: Endpoint, script: str) -> RunOutput:
-    """Run ``script`` on ``endpoint`` and return its output; raise :class:`NodeError` on failure."""
-    raise NotImplementedError("transport under construction")
+    """Run ``script`` on ``endpoint`` and return its output; raise :class:`NodeError` on failure.
+
+    stdout and stderr come back as bytes, exactly as the node sent them; a non-zero exit code
+    is not an error here (the caller judges the output).
+    """
+    problem = _config_problem(endpoint)
+    if problem:
+        raise NodeError(endpoint.node, "config", problem)
+    run = _Run(endpoint)
+    cancel: Cancellation | None = getattr(_local, "cancel", None)
+    if cancel is not None and not cancel._attach(run):
+        raise NodeError(endpoint.node, "interrupted", "interrupted", 0.0)
+    _local.run = run
+    proto = _protocol(endpoint, run)
+    shell_id: str | None = None
+    command_id: str | None = None
+    failure: NodeError | None = None
+    result: tuple[bytes, bytes, int] | None = None
+    try:
+        run.arm()
+        try:
+            shell_id = _open_shell(proto, run)
+            run.step = "Command"
+            command_id = proto.run_command(shell_id, _COMMAND, _ARGS, console_mode_stdin=False)
+            run.step = "Send"
+            payload = script.encode("utf-8")
+            for offset in range(0, max(len(payload), 1), STDIN_CHUNK):
+                last = offset + STDIN_CHUNK >= len(payload)
+                proto.send_command_input(shell_id, command_id, payload[offset:offset + STDIN_CHUNK], end=last)
+            run.step = "Receive"
+            result = _receive_all(proto, run, shell_id, command_id)
+        except NodeError as exc:
+            failure = exc
+        except Exception as exc:  # every library failure becomes one line, see _classify
+            failure = _classify(exc, run)
+    finally:
+        run.disarm()
+        _cleanup(proto, run, shell_id, command_id)
+        _local.run = None
+        if cancel is not None:
+            cancel._detach(run)
+    if failure is not None:
+        failure.requests = run.requests
+        raise failure
+    assert result is not None
+    stdout, stderr, code = result
+    return RunOutput(stdout=stdout, stderr=stderr, exit_code=code, requests=run.requests, elapsed=run.elapsed())
+
+
+def _open_shell(proto: Protocol, run: _Run) -> str:
+    """Create the shell; retry only refused/reset connections (nothing ran yet), with backoff."""
+    for attempt in range(CREATE_RETRIES + 1):
+        try:
+            return proto.open_shell(codepage=65001, noprofile=True)
+        except requests.exceptions.ConnectionError as exc:
+            delay = RETRY_BACKOFF * (2 ** attempt)
+            if attempt == CREATE_RETRIES or not _refused_or_reset(exc) or run.remaining() < delay + 0.1:
+                raise
+            log.debug("%s: %s on Create, retrying in %.2f s", run.endpoint.node, type(exc).__name__, delay)
+            proto.transport.close_session()  # rebuilds auth/encryption state from scratch
+            run.sleep(delay)
+    raise AssertionError("unreachable")
+
+
+def _receive_all(proto: Protocol, run: _Run, shell_id: str, command_id: str) -> tuple[bytes, bytes, int]:
+    """Poll Receive until Done, never past the deadline; OperationTimeout just means poll again."""
+    out: list[bytes] = []
+    err: list[bytes] = []
+    while True:
+        left = run.remaining()
+        if left <= 0.05:
+            raise NodeError(run.endpoint.node, "timeout",
+                            f"command did not finish within {_secs(run.endpoint.timeout)} s")
+        wait = max(1, min(RECEIVE_WAIT_MAX, int(left - 0.5)))
+        # If the server may legitimately hold this Receive past our deadline, a read timeout
+        # means "still running", not "stopped answering".
+        run.poll_clamped = wait + 0.25 > left
+        proto.operation_timeout_sec = wait
+        try:
+            stdout, stderr, code, done = proto.get_command_output_raw(shell_id, command_id)
+        except WinRMOperationTimeoutError:
+            continue
+        out.append(stdout)
+        err.append(stderr)
+        if done:
+            return b"".join(out), b"".join(err), code
+
+
+def _cleanup(proto: Protocol, run: _Run, shell_id: str | None, command_id: str | None) -> None:
+    """Signal and Delete, best effort, in bounded time; errors here are only logged."""
+    try:
+        if shell_id is not None:
+            run.cleaning = True
+            budget = 1.0 if run.aborted == "interrupted" else min(5.0, max(1.0, run.endpoint.timeout / 4))
+            run.limit = time.monotonic() + budget
+            run.arm()
+            proto.operation_timeout_sec = 1
+            if command_id is not None:
+                run.step = "Signal"
+                try:
+                    proto.cleanup_command(shell_id, command_id)
+                except Exception as exc:
+                    log.debug("%s: Signal failed: %s", run.endpoint.node, type(exc).__name__)
+            run.step = "Delete"
+            try:
+                proto.close_shell(shell_id, close_session=False)
+            except Exception as exc:
+                log.debug("%s: Delete failed: %s", run.endpoint.node, type(exc).__name__)
+    finally:
+        run.disarm()
+        try:
+            proto.transport.close_session()
+        except Exception:  # closing a pool cannot matter to the outcome
+            pass
+
+
+# --- turning exceptions into one line -------------------------------------------------------
+
+
+def _secs(value: float) -> str:
+    return f"{value:g}"
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """The exception and everything it wraps (requests/urllib3 nest several levels deep)."""
+    seen: set[int] = set()
+    todo: list[BaseException] = [exc]
+    while todo:
+        cur = todo.pop()
+        if id(cur) in seen or len(seen) > 20:
+            continue
+        seen.add(id(cur))
+        yield cur
+        nested = [cur.__cause__, cur.__context__, getattr(cur, "reason", None), *cur.args]
+        todo.extend(n for n in nested if isinstance(n, BaseException))
+
+
+def _refused_or_reset(exc: BaseException) -> bool:
+    return any(isinstance(c, (ConnectionRefusedError, ConnectionResetError, http.client.RemoteDisconnected))
+               for c in _causes(exc))
+
+
+def _one_line(text: str, limit: int = 160) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _tls_detail(exc: BaseException) -> str:
+    text = " ".join(str(c) for c in _causes(exc))
+    match = re.search(r"certificate verify failed: ([^()'\"]+)", text)
+    if match:
+        return match.group(1).strip()
+    match = re.search(r"\[SSL: ([A-Z_]+)\]", text) or re.search(r"(\w*SSL\w*Error[^'\"]*)", text)
+    return match.group(1).strip() if match else type(exc).__name__
+
+
+def _fault_text(exc: WSManFaultError) -> str:
+    reason = _one_line(exc.reason or "no reason given")
+    code = exc.fault_subcode or exc.fault_code
+    return f"{reason} ({code})" if code else reason
+
+
+def _classify(exc: BaseException, run: _Run) -> NodeError:
+    """Map whatever pywinrm, requests, urllib3 or pyspnego raised to a one-line NodeError."""
+    ep = run.endpoint
+    elapsed = run.elapsed()
+    step = run.step
+    url = redact(ep.url, ep)
+    timeout = _secs(ep.timeout)
+    kind, reason, with_elapsed = _describe(exc, run, step, url, timeout)
+    return NodeError(ep.node, kind, redact(_one_line(reason, 240), ep), elapsed if with_elapsed else None)
+
+
+def _describe(exc: BaseException, run: _Run, step: str, url: str, timeout: str) -> tuple[str, str, bool]:
+    ep = run.endpoint
+    causes = list(_causes(exc))
+
+    def has(*types: type[BaseException]) -> bool:
+        return any(isinstance(c, types) for c in causes)
+
+    no_answer = f"no answer within {timeout} s" + ("" if step == "Create" else f" (the node stopped answering during {step})")
+    if run.aborted == "interrupted" or (isinstance(exc, _Stop) and exc.args == ("interrupted",)):
+        return "interrupted", "interrupted", True
+    if run.aborted == "deadline" or isinstance(exc, _Stop):
+        return "timeout", no_answer, False
+    if has(requests.exceptions.ReadTimeout, urllib3.exceptions.ReadTimeoutError, requests.exceptions.ConnectTimeout,
+           urllib3.exceptions.ConnectTimeoutError, TimeoutError, socket.timeout):
+        if step == "Receive" and run.poll_clamped:
+            return "timeout", f"command did not finish within {timeout} s", False
+        return "timeout", no_answer, False
+    if isinstance(exc, AuthenticationError):
+        return "auth", f"authentication failed ({ep.transport})", True
+    if any(type(c).__module__.startswith(("spnego", "requests_ntlm", "requests_credssp", "winrm.vendor"))
+           for c in causes) or isinstance(exc, PermissionError):
+        return "auth", f"authentication failed ({ep.transport}): {_one_line(str(exc), 120)}", True
+    if has(requests.exceptions.SSLError, urllib3.exceptions.SSLError, ssl.SSLError):
+        text = " ".join(str(c) for c in causes)
+        if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text or "hostname" in text.lower():
+            return "tls", f"TLS certificate did not verify: {_tls_detail(exc)} ({url})", False
+        return "tls", f"TLS handshake failed: {_tls_detail(exc)} ({url})", True
+    if has(requests.exceptions.ProxyError, urllib3.exceptions.ProxyError):
+        return "connect", f"proxy error reaching {url}", True
+    if has(urllib3.exceptions.NameResolutionError):
+        return "connect", f"host name not found ({urlsplit(ep.url).hostname})", True
+    if has(ConnectionRefusedError):
+        return "connect", f"connection refused ({url})", True
+    if has(ConnectionResetError, http.client.RemoteDisconnected, BrokenPipeError):
+        return "connect", f"connection closed by the node during {step} ({url})", True
+    if has(urllib3.exceptions.NewConnectionError, OSError) and isinstance(exc, requests.exceptions.ConnectionError):
+        return "connect", f"cannot connect to {url}: {_one_line(str(causes[-1]), 100)}", True
+    if isinstance(exc, (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError)) or has(
+            urllib3.exceptions.ProtocolError, http.client.IncompleteRead):
+        return "protocol", f"answer to {step} was cut off", True
+    if isinstance(exc, WSManFaultError):
+        return "fault", f"WS-Man fault on {step}: {_fault_text(exc)}", True
+    if isinstance(exc, WinRMOperationTimeoutError):
+        return "timeout", f"WS-Man operation timeout on {step}", True
+    if isinstance(exc, WinRMTransportError):
+        body = _one_line(exc.response_text or "", 80)
+        return "protocol", f"HTTP {exc.code} on {step}" + (f": {body}" if body else ""), True
+    if isinstance(exc, WinRMError):
+        return "protocol", f"{step}: {_one_line(str(exc), 120)}", True
+    if isinstance(exc, (StopIteration, AssertionError, ET.ParseError, KeyError, ValueError, IndexError,
+                        TypeError, AttributeError, UnicodeError)):
+        detail = _one_line(str(exc), 80)
+        what = type(exc).__name__ + (f": {detail}" if detail else "")
+        return "protocol", f"unexpected answer to {step} ({what})", True
+    if isinstance(exc, requests.exceptions.RequestException):
+        return "connect", f"HTTP failure on {step}: {_one_line(str(exc), 100)}", True
+    if isinstance(exc, OSError):
+        return "connect", f"{step}: {type(exc).__name__}: {_one_line(str(exc), 100)}", True
+    return "protocol", f"unexpected {type(exc).__name__} on {step}: {_one_line(str(exc), 100)}", True

@@ -1,0 +1,328 @@
+"""evaluate(rules, clusters, policy) -> results. Pure: no I/O, no clock but the one passed in."""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jinja2
+
+from scanner.conditions import Outcome, show
+from scanner.facts import (ClusterView, InterfaceView, NetworkView, NodeView, Unavailable, View, VMView,
+                           majority_setting)
+from scanner.loader import Rule
+from scanner.model import Result, Severity, Status, Target
+from scanner.normalize import Cluster
+from scanner.policy import Policy
+from scanner.pwsh import ps_quote
+
+VM_RESOURCE_TYPE = "Get-ClusterResourceType -Name 'Virtual Machine'"
+
+
+def evaluate(rules: Sequence[Rule], clusters: Sequence[Cluster], policy: Policy,
+             today: _dt.date | None = None) -> list[Result]:
+    """Every enabled rule against every cluster, in rule then target order."""
+    today = today or _dt.date.today()
+    results: list[Result] = []
+    for cluster in clusters:
+        for rule in rules:
+            override = policy.overrides.get(rule.id, {})
+            if override.get("enabled", True) is False:
+                continue
+            severity = Severity(override.get("severity", rule.severity.value))
+            for r in _evaluate_rule(rule, cluster, policy):
+                r = _finish(r, severity, policy, today)
+                results.append(r)
+    return results
+
+
+# ----------------------------------------------------------------------------- one rule
+
+class _Draft:
+    __slots__ = ("target", "status", "message", "expected", "actual", "evidence", "remediation")
+
+    def __init__(self, target: Target, status: Status, message: str, expected: str = "", actual: str = "",
+                 evidence: dict[str, Any] | None = None, remediation: str = "") -> None:
+        self.target = target
+        self.status = status
+        self.message = message
+        self.expected = expected
+        self.actual = actual
+        self.evidence = evidence or {}
+        self.remediation = remediation
+
+
+def _evaluate_rule(rule: Rule, cluster: Cluster, policy: Policy) -> list[tuple[Rule, Cluster, _Draft]]:
+    cv = ClusterView(cluster, policy)
+    cluster_target = Target("cluster", cluster.name, None, None)
+
+    def one(status: Status, message: str) -> list[tuple[Rule, Cluster, _Draft]]:
+        return [(rule, cluster, _Draft(cluster_target, status, message))]
+
+    if rule.skip_if_unset and all(policy.lookup(p) is None for p in rule.skip_if_unset):
+        reason = f"the site policy sets none of {', '.join(rule.skip_if_unset)}: nothing to check"
+        if rule.scope == "node":
+            return [(rule, cluster, _Draft(target_of(NodeView(cv, n)), Status.SKIP, reason)) for n in cluster.nodes]
+        return one(Status.SKIP, reason)
+    if not cluster.collected_nodes():
+        return one(Status.ERROR, "no node of this cluster could be collected: "
+                   + "; ".join(f"{n.name}: {n.error}" for n in cluster.nodes))
+    if rule.requires_all_nodes:
+        missing = [n for n in cluster.nodes if not n.collected]
+        if missing:
+            return one(Status.ERROR, "not every node could be collected, so the nodes cannot be compared: "
+                       + "; ".join(f"{n.name}: {n.error}" for n in missing))
+    try:
+        if rule.skip_when is not None and rule.scope != "node" and rule.skip_when.evaluate(cv).ok:
+            return one(Status.SKIP, rule.skip_message)
+        drafts = _targets(rule, cv, cluster_target)
+    except Unavailable as exc:
+        return one(exc.status, exc.reason)
+    return [(rule, cluster, d) for d in drafts]
+
+
+def _targets(rule: Rule, cv: ClusterView, cluster_target: Target) -> list[_Draft]:
+    cluster = cv.cluster
+    scope = rule.scope
+    if rule.per_vm and cluster.legacy:
+        return _per_vm(rule, cv, cluster_target)
+    if scope == "cluster":
+        return [_judge(rule, cv, cv, cluster_target)]
+    if scope == "vm":
+        if not cluster.legacy:
+            raise Unavailable(Status.SKIP, "from Windows Server 2012 on the live-migration setting is cluster-wide; "
+                                           "there are no per-VM settings to compare")
+        views: list[View] = [VMView(cv, vm) for vm in cluster.vms]
+    elif scope == "network":
+        views = list(cv.network_views())
+    elif scope == "node":
+        views = [NodeView(cv, n) for n in cluster.nodes]
+    elif scope == "interface":
+        cv.need("ClusterNetworkInterface")
+        views = [InterfaceView(cv, i) for i in cluster.interfaces]
+    else:  # pragma: no cover - the loader validates scopes
+        raise ValueError(scope)
+    drafts: list[_Draft] = []
+    any_selected = False
+    for view in views:
+        target = target_of(view)
+        try:
+            if isinstance(view, NodeView) and not view.node.collected:
+                any_selected = True
+                drafts.append(_Draft(target, Status.ERROR, f"node {view.node.name} could not be collected: "
+                                                           f"{view.node.error}"))
+                continue
+            if isinstance(view, NodeView) and rule.skip_when is not None and rule.skip_when.evaluate(view).ok:
+                any_selected = True
+                drafts.append(_Draft(target, Status.SKIP, rule.skip_message))
+                continue
+            if rule.select is not None and not rule.select.evaluate(view).ok:
+                continue
+            any_selected = True
+            drafts.append(_judge(rule, view, cv, target))
+        except Unavailable as exc:
+            any_selected = True
+            drafts.append(_Draft(target, exc.status, exc.reason))
+    if not any_selected:
+        raise Unavailable(Status.SKIP, rule.skip_message if rule.select is not None or not views
+                          else f"no {scope} to evaluate")
+    return drafts
+
+
+def _per_vm(rule: Rule, base: ClusterView, cluster_target: Target) -> list[_Draft]:
+    """2008 R2: the setting lives on each VM resource, so the rule is judged once per VM."""
+    cluster = base.cluster
+    if not cluster.vms:
+        base.need("VirtualMachineResource")
+        raise Unavailable(Status.SKIP, "no virtual machine resources in this cluster")
+    drafts = []
+    selected_any = False
+    for vm in cluster.vms:
+        cv = ClusterView(cluster, base.policy, vm)
+        target = Target("vm", vm.group, vm.name, None)
+        try:
+            if rule.scope == "cluster":
+                selected_any = True
+                drafts.append(_judge(rule, cv, cv, target))
+                continue
+            nets = [n for n in cv.network_views() if rule.select is None or rule.select.evaluate(n).ok]
+            if not nets:
+                drafts.append(_Draft(target, Status.SKIP, rule.skip_message))
+                continue
+            selected_any = True
+            drafts.append(_judge_group(rule, cv, nets, target))
+        except Unavailable as exc:
+            selected_any = True
+            drafts.append(_Draft(target, exc.status, exc.reason))
+    if not selected_any:
+        raise Unavailable(Status.SKIP, rule.skip_message)
+    return drafts
+
+
+def target_of(view: View) -> Target:
+    if isinstance(view, NetworkView):
+        return Target("network", view.network.name or view.network.id, view.network.id or None, None)
+    if isinstance(view, NodeView):
+        return Target("node", view.node.name, None, view.node.name)
+    if isinstance(view, InterfaceView):
+        return Target("interface", view.display(), None, view.iface.node or None)
+    if isinstance(view, VMView):
+        return Target("vm", view.vm.group, view.vm.name, None)
+    return Target("cluster", view.display(), None, None)
+
+
+# ----------------------------------------------------------------------------- judging
+
+def _judge(rule: Rule, view: View, cv: ClusterView, target: Target) -> _Draft:
+    out = rule.expect.evaluate(view)
+    failing = list(out.failing) if not out.ok else []
+    if not out.ok and isinstance(view, NetworkView):
+        failing = [view]
+    return _draft(rule, view, cv, target, out, failing)
+
+
+def _judge_group(rule: Rule, cv: ClusterView, nets: list[NetworkView], target: Target) -> _Draft:
+    """One VM's verdict over the networks a network rule selects."""
+    outs = [(n, rule.expect.evaluate(n)) for n in nets]
+    bad = [(n, o) for n, o in outs if not o.ok]
+    ok = not bad
+    per_net = {n.display(): ("ok" if o.ok else o.actual) for n, o in outs}
+    first = outs[0][1]
+    expected = f"every selected network: {first.expected}"
+    actual = "; ".join(f"{n.display()}: {o.actual}" for n, o in (bad or outs))
+    summary = Outcome(ok, expected, actual, {"networks": per_net}, [n for n, _ in bad])
+    draft = _draft(rule, VMView(cv, cv.vm), cv, target, summary, [n for n, _ in bad])  # type: ignore[arg-type]
+    if not ok and rule.message_fail is not None:
+        msgs = [_render(rule.message_fail, _context(rule, n, cv, [n], o)) for n, o in bad]
+        draft.message = f"VM {target.name}: " + "; ".join(msgs)
+    elif ok and rule.message_pass is not None:
+        draft.message = f"VM {target.name}: " + "; ".join(
+            _render(rule.message_pass, _context(rule, n, cv, [], o)) for n, o in outs)
+    return draft
+
+
+def _draft(rule: Rule, view: View, cv: ClusterView, target: Target, out: Outcome, failing: list[View]) -> _Draft:
+    ctx = _context(rule, view, cv, failing, out)
+    status = Status.PASS if out.ok else Status.FAIL
+    tmpl = rule.message_pass if out.ok else rule.message_fail
+    if tmpl is not None:
+        message = _render(tmpl, ctx)
+    elif out.ok:
+        message = f"{view.display()}: {out.actual}"
+    else:
+        message = f"{view.display()}: expected {out.expected}; found {out.actual}"
+    evidence = identity(view)
+    evidence.update(out.evidence)
+    remediation = _render(rule.remediation, ctx) if not out.ok else ""
+    return _Draft(target, status, message, out.expected, out.actual, evidence, remediation)
+
+
+def identity(view: View) -> dict[str, Any]:
+    """Facts that identify the target, shown with every result's evidence."""
+    names = {"network": ("name", "id", "class", "role", "state", "metric", "subnets", "carries_lm", "order_position"),
+             "node": ("name", "state"),
+             "vm": ("name", "group", "owner_node", "exclude_ids", "order_ids"),
+             "interface": ("name", "node", "network", "state", "address"),
+             "cluster": ("name", "exclude_ids", "order_ids", "effective_order")}.get(view.scope, ())
+    out: dict[str, Any] = {}
+    for n in names:
+        try:
+            out[n] = view.get(n)
+        except Unavailable:
+            continue
+    return out
+
+
+def _setting_target(cv: ClusterView, view: View) -> str:
+    """Where the LM setting lives: the VM resource type (2012+) or one VM resource (2008 R2)."""
+    vm = cv.vm or (view.vm if isinstance(view, VMView) else None)
+    if vm is not None:
+        return f"Get-ClusterResource -Name {ps_quote(vm.name)}"
+    return VM_RESOURCE_TYPE
+
+
+def _context(rule: Rule, view: View, cv: ClusterView, failing: list[View], out: Outcome) -> dict[str, Any]:
+    def safe(fn: Callable[[], Any], default: Any) -> Any:
+        try:
+            return fn()
+        except Unavailable:
+            return default
+
+    setting_target = _setting_target(cv, view)
+    setting = view.vm.setting if isinstance(view, VMView) else safe(cv.setting, None)
+    majority = majority_setting(cv.cluster.vms)
+    preferred = set(cv.policy.preferred)
+    return {
+        "target": view, "cluster": cv,
+        "node": view if isinstance(view, NodeView) else None,
+        "network": view if isinstance(view, NetworkView) else None,
+        "vm": VMView(cv, cv.vm) if cv.vm is not None else (view if isinstance(view, VMView) else None),
+        "failing": failing,
+        "failing_ids": [f.network.id for f in failing if isinstance(f, NetworkView)],
+        "exclude": list(setting.exclude) if setting else [],
+        "order": list(setting.order) if setting else [],
+        "effective_order_ids": safe(lambda: [n.id for n in cv.order()], []),
+        "preferred_ids": [n.id for n in cv.cluster.networks if cv.policy.classify(n) in preferred],
+        "setting_target": setting_target,
+        "set_exclude": lambda ids: (f"{setting_target} | Set-ClusterParameter -Name MigrationExcludeNetworks "
+                                    f"-Value {ps_quote(';'.join(ids))}"),
+        "set_order": lambda ids: (f"{setting_target} | Set-ClusterParameter -Name MigrationNetworkOrder "
+                                  f"-Value {ps_quote(';'.join(ids))}"),
+        "majority_exclude": list(majority.exclude) if majority else [],
+        "majority_order": list(majority.order) if majority else [],
+        "policy": {"allowed": list(cv.policy.allowed), "preferred": list(cv.policy.preferred),
+                   "hosts": dict(cv.policy.hosts)},
+        "outcome": out,
+    }
+
+
+def _render(tmpl: jinja2.Template, ctx: dict[str, Any]) -> str:
+    try:
+        return tmpl.render(ctx).strip()
+    except Unavailable as exc:
+        return f"(not available: {exc.reason})"
+    except jinja2.TemplateError as exc:
+        return f"(template error: {exc})"
+
+
+# ----------------------------------------------------------------------------- finishing
+
+def result_id(rule: str, cluster: str, target: Target) -> str:
+    key = target.id or target.name
+    return f"{rule}/{cluster}/{target.kind}/{key}"
+
+
+def _finish(item: tuple[Rule, Cluster, _Draft], severity: Severity, policy: Policy, today: _dt.date) -> Result:
+    rule, cluster, d = item
+    status, message = d.status, d.message
+    if status is Status.FAIL:
+        for w in policy.waivers:
+            if not w.matches(rule.id, cluster.name, d.target.name, d.target.id):
+                continue
+            who = ", ".join(x for x in (w.ticket, w.owner) if x)
+            if w.expired(today):
+                message = f"{message} (waiver at {policy.path}:{w.line} expired on {w.expires})"
+                continue
+            status = Status.WAIVED
+            until = f", until {w.expires}" if w.expires else ""
+            message = f"Waived ({who}{until}): {w.reason}. Finding: {message}" if who or until else \
+                f"Waived: {w.reason}. Finding: {message}"
+            break
+    return Result(
+        id=result_id(rule.id, cluster.name, d.target), rule=rule.id, title=rule.title, severity=severity,
+        status=status, cluster=cluster.name, target=d.target, message=message,
+        expected=d.expected, actual=d.actual, evidence=_jsonable(d.evidence), remediation=d.remediation,
+    )
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, View):
+        return value.display()
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return show(value)

@@ -1,0 +1,623 @@
+"""The facts rules can name, per scope, computed from the cluster model and the site policy.
+
+Python holds facts; rules (YAML) hold the logic. A view wraps one object of a scope (a cluster,
+node, network, interface, VM or host migration network) together with the live-migration
+setting in force. A fact that cannot be known (its section failed, its node was not collected)
+raises :class:`Unavailable`, which the engine turns into ``error`` or ``skip``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from scanner.model import Status
+from scanner.normalize import (FAILED, MISSING, OK, UNCOLLECTED, Cluster, Interface, LMSetting, MigrationNetwork,
+                               Network, Node, VMResource, carries_lm, effective_order)
+from scanner.policy import Policy
+
+
+class Unavailable(Exception):
+    """A fact cannot be evaluated: ``status`` is ERROR (could not be collected) or SKIP (does not apply)."""
+
+    def __init__(self, status: Status, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+SECTION_HINT = {
+    "VMHost": "the Hyper-V PowerShell module is not present (Windows Server 2008 R2 or no Hyper-V role)",
+    "VMMigrationNetwork": "the Hyper-V PowerShell module is not present",
+    "NetIntent": "Network ATC is not installed",
+    "NetIntentGlobalOverrides": "Network ATC is not installed",
+    "ClusterNetworkInterface": "no cluster network interfaces were reported",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Fact:
+    """A named fact of one scope: how to compute it and how to show it."""
+
+    name: str
+    fn: Callable[[Any], Any]
+    label: str
+    collection: str | None = None   # scope of the items when the fact is a collection
+
+
+FACTS: dict[str, dict[str, Fact]] = {s: {} for s in ("cluster", "node", "network", "interface", "vm",
+                                                     "migration_network")}
+
+
+def fact(scope: str, name: str, label: str, collection: str | None = None) -> Callable[[Callable[[Any], Any]], Callable[[Any], Any]]:
+    def deco(fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
+        FACTS[scope][name] = Fact(name, fn, label, collection)
+        return fn
+    return deco
+
+
+class View:
+    """Base of the scope views: facts by attribute, cached per view."""
+
+    scope = ""
+
+    def __init__(self, ctx: ClusterView | None) -> None:
+        self._ctx = ctx
+        self._cache: dict[str, Any] = {}
+
+    @property
+    def ctx(self) -> ClusterView:
+        assert self._ctx is not None
+        return self._ctx
+
+    def get(self, name: str) -> Any:
+        if name in self._cache:
+            return self._cache[name]
+        f = FACTS[self.scope].get(name)
+        if f is None:
+            raise KeyError(f"no fact {name!r} for scope {self.scope}")
+        value = f.fn(self)
+        self._cache[name] = value
+        return value
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        try:
+            return self.get(name)
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def display(self) -> str:
+        return str(self.get("name"))
+
+
+class ClusterView(View):
+    """A cluster under one live-migration setting: the cluster-wide one, or one 2008 R2 VM's."""
+
+    scope = "cluster"
+
+    def __init__(self, cluster: Cluster, policy: Policy, vm: VMResource | None = None) -> None:
+        super().__init__(None)
+        self._ctx = self
+        self.cluster = cluster
+        self.policy = policy
+        self.vm = vm
+
+    # -- sections -------------------------------------------------------------------------
+    def need(self, *sections: str) -> None:
+        """Raise :class:`Unavailable` unless every section was reported by some node."""
+        for section in sections:
+            state = self.cluster.section_state(section)
+            if state == OK:
+                continue
+            if state == UNCOLLECTED:
+                raise Unavailable(Status.ERROR, "no node of this cluster could be collected")
+            if state == FAILED:
+                raise Unavailable(Status.ERROR, f"{section} could not be read: "
+                                                f"{self.cluster.section_errors.get(section, '')}".rstrip(": "))
+            raise Unavailable(Status.SKIP, f"{section} was not reported: "
+                                           f"{SECTION_HINT.get(section, 'the command does not apply here')}")
+
+    def setting(self) -> LMSetting | None:
+        """The LM setting in force here; raises when it was not reported at all."""
+        if self.vm is not None:
+            return self.vm.setting
+        c = self.cluster
+        if c.setting is not None:
+            return c.setting
+        if c.legacy:
+            return None  # 2008 R2 outside a VM context: see carries_lm
+        for section in ("VirtualMachineResourceType", "VirtualMachineResource"):
+            if c.section_state(section) == FAILED:
+                self.need(section)
+        if not c.collected_nodes():
+            raise Unavailable(Status.ERROR, "no node of this cluster could be collected")
+        raise Unavailable(Status.SKIP, "the live-migration network setting was not reported "
+                                       "(no \"Virtual Machine\" resource type: Hyper-V is not clustered here)")
+
+    def carries(self, net: Network) -> bool:
+        setting = self.setting()
+        if self.vm is None and self.cluster.legacy:
+            # 2008 R2 without a VM in view: a network carries LM if any VM lets it.
+            return any(carries_lm(net, vm.setting) for vm in self.cluster.vms)
+        return carries_lm(net, setting)
+
+    def order(self) -> list[Network]:
+        self.need("ClusterNetwork")
+        key = "_order"
+        if key not in self._cache:
+            self._cache[key] = effective_order(self.cluster.networks, self.setting())
+        return self._cache[key]  # type: ignore[no-any-return]
+
+    def network_views(self, node: Node | None = None) -> list[NetworkView]:
+        self.need("ClusterNetwork")
+        return [NetworkView(self, n, node) for n in self.cluster.networks]
+
+    def node(self, name: str) -> Node | None:
+        from scanner.normalize import short_name
+        for n in self.cluster.nodes:
+            if short_name(n.name) == short_name(name):
+                return n
+        return None
+
+    def display(self) -> str:
+        return self.cluster.name
+
+
+class NetworkView(View):
+    scope = "network"
+
+    def __init__(self, ctx: ClusterView, network: Network, node: Node | None = None) -> None:
+        super().__init__(ctx)
+        self.network = network
+        self.node = node
+
+    def display(self) -> str:
+        return self.network.name or self.network.id
+
+
+class NodeView(View):
+    scope = "node"
+
+    def __init__(self, ctx: ClusterView, node: Node) -> None:
+        super().__init__(ctx)
+        self.node = node
+
+    def need(self, section: str) -> None:
+        state = self.node.section_state(section)
+        if state == OK:
+            return
+        if state == UNCOLLECTED:
+            raise Unavailable(Status.ERROR, f"node {self.node.name} was not collected: {self.node.error}")
+        if state == FAILED:
+            raise Unavailable(Status.ERROR, f"{section} could not be read on {self.node.name}: "
+                                            f"{self.node.section_error(section)}")
+        raise Unavailable(Status.SKIP, f"{section} was not reported by {self.node.name}: "
+                                       f"{SECTION_HINT.get(section, 'the command does not apply here')}")
+
+    def display(self) -> str:
+        return self.node.name
+
+
+class InterfaceView(View):
+    scope = "interface"
+
+    def __init__(self, ctx: ClusterView, iface: Interface) -> None:
+        super().__init__(ctx)
+        self.iface = iface
+
+    def display(self) -> str:
+        return self.iface.name or f"{self.iface.node} - {self.iface.network}"
+
+
+class VMView(View):
+    scope = "vm"
+
+    def __init__(self, ctx: ClusterView, vm: VMResource) -> None:
+        super().__init__(ctx)
+        self.vm = vm
+
+    def display(self) -> str:
+        return self.vm.group
+
+
+class MigrationNetworkView(View):
+    scope = "migration_network"
+
+    def __init__(self, ctx: ClusterView, mn: MigrationNetwork) -> None:
+        super().__init__(ctx)
+        self.mn = mn
+
+    def display(self) -> str:
+        return self.mn.subnet
+
+
+# ================================================================ network facts
+
+@fact("network", "name", "name")
+def _n_name(v: NetworkView) -> str:
+    return v.network.name
+
+
+@fact("network", "id", "Id")
+def _n_id(v: NetworkView) -> str:
+    return v.network.id
+
+
+@fact("network", "role", "cluster role")
+def _n_role(v: NetworkView) -> str:
+    return v.network.role
+
+
+@fact("network", "state", "state")
+def _n_state(v: NetworkView) -> str:
+    return v.network.state
+
+
+@fact("network", "metric", "metric")
+def _n_metric(v: NetworkView) -> int | None:
+    return v.network.metric
+
+
+@fact("network", "subnets", "subnets")
+def _n_subnets(v: NetworkView) -> list[str]:
+    return [str(s) for s in v.network.subnets]
+
+
+@fact("network", "class", "class")
+def _n_class(v: NetworkView) -> str:
+    return v.ctx.policy.classify(v.network)
+
+
+@fact("network", "carries_lm", "carries live migration")
+def _n_carries(v: NetworkView) -> bool:
+    return v.ctx.carries(v.network)
+
+
+@fact("network", "in_order_list", "listed in MigrationNetworkOrder")
+def _n_in_order(v: NetworkView) -> bool:
+    s = v.ctx.setting()
+    return s is not None and v.network.id in s.order
+
+
+@fact("network", "order_position", "place in the effective live-migration order")
+def _n_position(v: NetworkView) -> int | None:
+    for i, n in enumerate(v.ctx.order(), start=1):
+        if n.id == v.network.id:
+            return i
+    return None
+
+
+@fact("network", "interface_state", "state of this node's interface on the network")
+def _n_iface_state(v: NetworkView) -> str | None:
+    v.ctx.need("ClusterNetworkInterface")
+    if v.node is None:
+        return None
+    from scanner.normalize import short_name
+    states = [i.state for i in v.ctx.cluster.interfaces
+              if i.network_id == v.network.id and short_name(i.node) == short_name(v.node.name)]
+    if "Up" in states:
+        return "Up"
+    return states[0] if states else "none"
+
+
+@fact("network", "up_nodes", "nodes with an Up interface")
+def _n_up_nodes(v: NetworkView) -> list[str]:
+    v.ctx.need("ClusterNetworkInterface")
+    return sorted({i.node for i in v.ctx.cluster.interfaces if i.network_id == v.network.id and i.state == "Up"})
+
+
+# ================================================================ cluster facts
+
+@fact("cluster", "name", "name")
+def _c_name(v: ClusterView) -> str:
+    return v.cluster.name
+
+
+@fact("cluster", "os", "operating system")
+def _c_os(v: ClusterView) -> str:
+    return v.cluster.os
+
+
+@fact("cluster", "per_vm_setting", "live-migration setting kept per VM (2008 R2)")
+def _c_legacy(v: ClusterView) -> bool:
+    return v.cluster.legacy
+
+
+@fact("cluster", "networks", "cluster networks", collection="network")
+def _c_networks(v: ClusterView) -> list[NetworkView]:
+    return v.network_views()
+
+
+@fact("cluster", "lm_networks", "networks that carry live migration", collection="network")
+def _c_lm_networks(v: ClusterView) -> list[NetworkView]:
+    return [n for n in v.network_views() if n.get("carries_lm")]
+
+
+@fact("cluster", "effective_order", "effective live-migration order")
+def _c_order(v: ClusterView) -> list[str]:
+    return [n.name for n in v.order()]
+
+
+@fact("cluster", "first_network", "first network of the effective order")
+def _c_first(v: ClusterView) -> str | None:
+    order = v.order()
+    return order[0].name if order else None
+
+
+@fact("cluster", "first_network_class", "class of the first network of the effective order")
+def _c_first_class(v: ClusterView) -> str | None:
+    order = v.order()
+    return v.policy.classify(order[0]) if order else None
+
+
+@fact("cluster", "exclude_ids", "MigrationExcludeNetworks")
+def _c_exclude(v: ClusterView) -> list[str]:
+    s = v.setting()
+    return list(s.exclude) if s else []
+
+
+@fact("cluster", "order_ids", "MigrationNetworkOrder")
+def _c_order_ids(v: ClusterView) -> list[str]:
+    s = v.setting()
+    return list(s.order) if s else []
+
+
+@fact("cluster", "unknown_ids", "Ids in the exclude and order lists that name no cluster network")
+def _c_unknown(v: ClusterView) -> list[str]:
+    v.need("ClusterNetwork")
+    known = {n.id for n in v.cluster.networks}
+    if v.vm is None and v.cluster.legacy:
+        settings = [vm.setting for vm in v.cluster.vms]
+    else:
+        s = v.setting()
+        settings = [s] if s else []
+    out: list[str] = []
+    for s in settings:
+        for i in s.exclude + s.order:
+            if i not in known and i not in out:
+                out.append(i)
+    return out
+
+
+@fact("cluster", "network_atc", "Network ATC in use")
+def _c_atc(v: ClusterView) -> bool:
+    v.need("NetIntent")
+    return v.cluster.network_atc
+
+
+@fact("cluster", "atc_lm_selection", "Network ATC selects the live-migration networks")
+def _c_atc_sel(v: ClusterView) -> bool | None:
+    return v.cluster.atc_lm_selection
+
+
+@fact("cluster", "nodes", "nodes", collection="node")
+def _c_nodes(v: ClusterView) -> list[NodeView]:
+    return [NodeView(v, n) for n in v.cluster.nodes]
+
+
+@fact("cluster", "uncollected_nodes", "nodes that could not be collected")
+def _c_uncollected(v: ClusterView) -> list[str]:
+    return [n.name for n in v.cluster.nodes if not n.collected]
+
+
+@fact("cluster", "vms", "virtual machine resources", collection="vm")
+def _c_vms(v: ClusterView) -> list[VMView]:
+    return [VMView(v, vm) for vm in v.cluster.vms]
+
+
+def _per_node(v: ClusterView, section: str, key: Callable[[Node], Any]) -> dict[str, Any]:
+    v.need(section)
+    out: dict[str, Any] = {}
+    for n in v.cluster.nodes:
+        if not n.collected:
+            raise Unavailable(Status.ERROR, f"node {n.name} was not collected, so all nodes cannot be compared: "
+                                            f"{n.error}")
+        state = n.section_state(section)
+        if state == FAILED:
+            raise Unavailable(Status.ERROR, f"{section} could not be read on {n.name}: {n.section_error(section)}")
+        out[n.name] = key(n) if state == OK else "(not reported)"
+    return out
+
+
+def _net_key(n: Network) -> str:
+    subnets = ",".join(sorted(str(s) for s in n.subnets))
+    return f"{n.name} [{n.id}] role {n.role} {subnets}".strip()
+
+
+@fact("cluster", "node_network_views", "cluster networks as each node reports them")
+def _c_node_nets(v: ClusterView) -> dict[str, Any]:
+    return _per_node(v, "ClusterNetwork", lambda n: sorted(_net_key(x) for x in n.networks or ()))
+
+
+@fact("cluster", "node_lm_settings", "cluster-wide live-migration setting as each node reports it")
+def _c_node_settings(v: ClusterView) -> dict[str, Any]:
+    if v.cluster.legacy:
+        from scanner.normalize import parse_vms
+        return _per_node(v, "VirtualMachineResource", lambda n: [
+            f"{vm.group}: exclude={';'.join(vm.setting.exclude)} order={';'.join(vm.setting.order)}"
+            for vm in parse_vms(n.snapshot.section("VirtualMachineResource"))])  # type: ignore[union-attr]
+    v.setting()
+    return _per_node(v, "VirtualMachineResourceType", lambda n: {
+        "MigrationExcludeNetworks": ";".join(n.setting.exclude) if n.setting else "",
+        "MigrationNetworkOrder": ";".join(n.setting.order) if n.setting else ""})
+
+
+def _host_dict(n: Node) -> dict[str, Any]:
+    h = n.host
+    if h is None:
+        return {}
+    return {"VirtualMachineMigrationEnabled": h.migration_enabled, "UseAnyNetworkForMigration": h.use_any_network,
+            "VirtualMachineMigrationAuthenticationType": h.authentication,
+            "VirtualMachineMigrationPerformanceOption": h.performance_option,
+            "MaximumVirtualMachineMigrations": h.max_vm_migrations,
+            "MaximumStorageMigrations": h.max_storage_migrations,
+            "MigrationNetworks": [f"{m.subnet} (priority {m.priority})" for m in n.migration_networks]}
+
+
+@fact("cluster", "node_host_settings", "Hyper-V host live-migration settings of each node")
+def _c_node_hosts(v: ClusterView) -> dict[str, Any]:
+    return _per_node(v, "VMHost", _host_dict)
+
+
+@fact("cluster", "max_parallel_migrations", "cluster MaximumParallelMigrations")
+def _c_maxpar(v: ClusterView) -> int | None:
+    return v.cluster.max_parallel_migrations
+
+
+# ================================================================ node facts
+
+@fact("node", "name", "name")
+def _nd_name(v: NodeView) -> str:
+    return v.node.name
+
+
+@fact("node", "state", "cluster node state")
+def _nd_state(v: NodeView) -> str | None:
+    return v.node.state
+
+
+def _host(v: NodeView) -> Any:
+    v.need("VMHost")
+    if v.node.host is None:
+        raise Unavailable(Status.SKIP, f"VMHost reported nothing on {v.node.name}")
+    return v.node.host
+
+
+@fact("node", "migration_enabled", "live migration enabled (VirtualMachineMigrationEnabled)")
+def _nd_enabled(v: NodeView) -> bool | None:
+    return _host(v).migration_enabled
+
+
+@fact("node", "use_any_network", "UseAnyNetworkForMigration")
+def _nd_any(v: NodeView) -> bool | None:
+    return _host(v).use_any_network
+
+
+@fact("node", "authentication", "migration authentication")
+def _nd_auth(v: NodeView) -> str | None:
+    return _host(v).authentication
+
+
+@fact("node", "performance_option", "migration performance option")
+def _nd_perf(v: NodeView) -> str | None:
+    return _host(v).performance_option
+
+
+@fact("node", "max_vm_migrations", "MaximumVirtualMachineMigrations")
+def _nd_maxvm(v: NodeView) -> int | None:
+    return _host(v).max_vm_migrations
+
+
+@fact("node", "concurrency", "simultaneous live migrations")
+def _nd_concurrency(v: NodeView) -> int | None:
+    if v.ctx.cluster.max_parallel_migrations is not None:
+        return v.ctx.cluster.max_parallel_migrations
+    return _host(v).max_vm_migrations
+
+
+@fact("node", "migration_networks", "host migration networks (Get-VMMigrationNetwork)", collection="migration_network")
+def _nd_mnets(v: NodeView) -> list[MigrationNetworkView]:
+    v.need("VMHost") if v.node.section_state("VMMigrationNetwork") == MISSING else v.need("VMMigrationNetwork")
+    return [MigrationNetworkView(v.ctx, m) for m in v.node.migration_networks]
+
+
+@fact("node", "networks", "cluster networks seen from this node", collection="network")
+def _nd_networks(v: NodeView) -> list[NetworkView]:
+    if not v.node.collected:
+        raise Unavailable(Status.ERROR, f"node {v.node.name} was not collected: {v.node.error}")
+    return v.ctx.network_views(v.node)
+
+
+@fact("node", "interfaces", "this node's cluster network interfaces", collection="interface")
+def _nd_ifaces(v: NodeView) -> list[InterfaceView]:
+    from scanner.normalize import short_name
+    v.ctx.need("ClusterNetworkInterface")
+    return [InterfaceView(v.ctx, i) for i in v.ctx.cluster.interfaces if short_name(i.node) == short_name(v.node.name)]
+
+
+# ================================================================ interface facts
+
+for _name, _label, _attr in (("name", "name", "name"), ("node", "node", "node"), ("network", "network", "network"),
+                             ("network_id", "network Id", "network_id"), ("adapter", "adapter", "adapter"),
+                             ("address", "address", "address"), ("state", "state", "state")):
+    fact("interface", _name, _label)(lambda v, _a=_attr: getattr(v.iface, _a))
+
+
+@fact("interface", "network_class", "class of the interface's network")
+def _i_class(v: InterfaceView) -> str | None:
+    net = v.ctx.cluster.network_by_id(v.iface.network_id)
+    return v.ctx.policy.classify(net) if net else None
+
+
+# ================================================================ VM facts (2008 R2)
+
+@fact("vm", "name", "resource name")
+def _vm_name(v: VMView) -> str:
+    return v.vm.name
+
+
+@fact("vm", "group", "group")
+def _vm_group(v: VMView) -> str:
+    return v.vm.group
+
+
+@fact("vm", "owner_node", "owner node")
+def _vm_owner(v: VMView) -> str:
+    return v.vm.owner_node
+
+
+@fact("vm", "exclude_ids", "MigrationExcludeNetworks")
+def _vm_ex(v: VMView) -> list[str]:
+    return list(v.vm.setting.exclude)
+
+
+@fact("vm", "order_ids", "MigrationNetworkOrder")
+def _vm_order(v: VMView) -> list[str]:
+    return list(v.vm.setting.order)
+
+
+def majority_setting(vms: tuple[VMResource, ...]) -> LMSetting | None:
+    from collections import Counter
+    if not vms:
+        return None
+    counts = Counter(vm.setting.key() for vm in vms)
+    best = max(counts.values())
+    for vm in vms:
+        if counts[vm.setting.key()] == best:
+            return vm.setting
+    return None  # pragma: no cover
+
+
+@fact("vm", "matches_majority", "same live-migration setting as most VMs")
+def _vm_major(v: VMView) -> bool:
+    m = majority_setting(v.ctx.cluster.vms)
+    return m is not None and m.key() == v.vm.setting.key()
+
+
+# ================================================================ host migration network facts
+
+@fact("migration_network", "subnet", "subnet")
+def _mn_subnet(v: MigrationNetworkView) -> str:
+    return v.mn.subnet
+
+
+@fact("migration_network", "priority", "priority")
+def _mn_prio(v: MigrationNetworkView) -> int | None:
+    return v.mn.priority
+
+
+@fact("migration_network", "class", "class")
+def _mn_class(v: MigrationNetworkView) -> str:
+    return v.ctx.policy.classify_subnet(v.mn.network)
+
+
+@fact("migration_network", "name", "subnet")
+def _mn_name(v: MigrationNetworkView) -> str:
+    return v.mn.subnet
+
+
+def fact_names(scope: str) -> Mapping[str, Fact]:
+    return FACTS[scope]

@@ -1,0 +1,90 @@
+"""Load inputs, evaluate, and assemble the one ScanReport value. No printing, no exit codes."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from scanner import __version__
+from scanner.engine import evaluate
+from scanner.errors import InputError
+from scanner.loader import Rule, RulePack, all_rules, builtin_pack, load_rule_paths, rules_from_list
+from scanner.model import ClusterInfo, NodeInfo, PolicyInfo, RuleInfo, ScanInfo, ScanReport, Severity
+from scanner.normalize import Cluster, NodeFailure, group_clusters
+from scanner.policy import Policy, load_policy
+from scanner.snapshot import Snapshot, read_snapshots
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    """Everything that decides verdicts: the policy and the rules it enables."""
+
+    policy: Policy
+    packs: tuple[RulePack, ...]
+    rules: tuple[Rule, ...]
+
+
+def load_ruleset(policy_path: Path | None, rule_paths: Sequence[Path] = ()) -> RuleSet:
+    """Load the policy, the built-in pack, extra packs and the policy's own rules; validate overrides."""
+    policy = load_policy(policy_path)
+    packs = [builtin_pack(), *load_rule_paths(list(rule_paths))]
+    doc = policy.doc
+    policy_text = Path(policy_path).read_text(encoding="utf-8-sig") if policy_path else ""
+    extra = rules_from_list(doc, (doc.data or {}).get("rules"), ("rules",), "policy", policy_text) if policy_path else []
+    rules = all_rules(packs, extra)
+    known = {r.id for r in rules}
+    for rid in policy.overrides:
+        if rid not in known:
+            close = [k for k in known if k.casefold() == rid.casefold()]
+            hint = f" (ids are case-sensitive: did you mean {close[0]}?)" if close else \
+                f" (known: {', '.join(sorted(known))})"
+            raise InputError(doc.source, f"overrides.{rid}: unknown rule id{hint}", str(doc.line(("overrides", rid))))
+    for w in policy.waivers:
+        if w.rule not in known:
+            raise InputError(doc.source, f"waivers: unknown rule id {w.rule!r}", str(w.line))
+    return RuleSet(policy=policy, packs=tuple(packs), rules=tuple(rules))
+
+
+def scan_clusters(ruleset: RuleSet, clusters: Sequence[Cluster], fail_on: str = "low",
+                  started: _dt.datetime | None = None, today: _dt.date | None = None) -> ScanReport:
+    """Evaluate and wrap everything the renderers need in one value."""
+    started = started or _dt.datetime.now(_dt.timezone.utc)
+    results = evaluate(ruleset.rules, clusters, ruleset.policy, today=today or started.date())
+    finished = _dt.datetime.now(_dt.timezone.utc)
+    policy = ruleset.policy
+    scan = ScanInfo(
+        id=str(uuid.uuid4()),
+        started_at=_iso(started), finished_at=_iso(finished), tool_version=__version__,
+        policy=PolicyInfo(path=policy.path, sha256=policy.sha256, default=policy.default),
+        rule_packs=tuple(p.info() for p in ruleset.packs),
+        fail_on=Severity(fail_on),
+    )
+    infos = tuple(ClusterInfo(
+        name=c.name, os=c.os,
+        nodes=tuple(NodeInfo(name=n.name, collected=n.collected, error=n.error,
+                             collected_at=n.snapshot.collected_at if n.snapshot else None) for n in c.nodes),
+    ) for c in clusters)
+    rules = {r.id: RuleInfo(id=r.id, title=r.title, severity=Severity(policy.overrides.get(r.id, {}).get(
+        "severity", r.severity.value)), rationale=r.rationale, references=r.references) for r in ruleset.rules}
+    return ScanReport(scan=scan, clusters=infos, results=tuple(results), rules=rules)
+
+
+def build_clusters(snapshots: Sequence[Snapshot], failures: Sequence[NodeFailure] = (),
+                   inventory_cluster: dict[str, str] | None = None) -> list[Cluster]:
+    return group_clusters(snapshots, failures, inventory_cluster)
+
+
+def run_scan(snapshot_paths: list[Path], policy_path: Path | None = None, rule_paths: Sequence[Path] = (),
+             fail_on: str = "low") -> ScanReport:
+    """The offline pipeline: snapshot files -> report. Raises InputError on any bad input."""
+    started = _dt.datetime.now(_dt.timezone.utc)
+    ruleset = load_ruleset(policy_path, rule_paths)
+    snaps = read_snapshots([Path(p) for p in snapshot_paths])
+    return scan_clusters(ruleset, build_clusters(snaps), fail_on=fail_on, started=started)
+
+
+def _iso(moment: _dt.datetime) -> str:
+    return moment.astimezone(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

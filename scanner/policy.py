@@ -1,0 +1,293 @@
+"""Site policy (contracts §3): which networks are which, and what is expected of them."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import fnmatch
+import hashlib
+import importlib.resources
+import ipaddress
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from scanner.errors import InputError
+from scanner.normalize import IPNetwork, Network
+from scanner.yamlsrc import YamlDoc, load_yaml, schema_check
+
+UNCLASSIFIED = "unclassified"
+DEFAULT_POLICY_NAME = "default-policy.yaml"
+
+_str_list = {"type": "array", "items": {"type": "string", "minLength": 1}}
+SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["lmscan_policy"],
+    "properties": {
+        "lmscan_policy": {"const": 1},
+        "description": {"type": "string"},
+        "networks": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["class"],
+                "properties": {
+                    "class": {"type": "string", "minLength": 1},
+                    "subnets": _str_list,
+                    "names": _str_list,
+                    "ids": _str_list,
+                    "description": {"type": "string"},
+                },
+            },
+        },
+        "live_migration": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {"allowed": _str_list, "preferred": _str_list},
+        },
+        "hosts": {
+            "type": ["object", "null"],
+            "additionalProperties": False,
+            "properties": {
+                "authentication": {"enum": ["CredSSP", "Kerberos"]},
+                "performance_option": {
+                    "oneOf": [{"enum": ["TCPIP", "Compression", "SMB"]},
+                              {"type": "array", "minItems": 1,
+                               "items": {"enum": ["TCPIP", "Compression", "SMB"]}}]},
+                "max_migrations": {"type": "integer", "minimum": 1},
+            },
+        },
+        "overrides": {
+            "type": ["object", "null"],
+            "additionalProperties": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {
+                    "enabled": {"type": "boolean"},
+                    "severity": {"enum": ["info", "low", "medium", "high", "critical"]},
+                },
+            },
+        },
+        "waivers": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["rule", "reason"],
+                "properties": {
+                    "rule": {"type": "string", "minLength": 1},
+                    "cluster": {"type": "string", "minLength": 1},
+                    "target": {"type": "string", "minLength": 1},
+                    "reason": {"type": "string", "minLength": 1},
+                    "ticket": {"type": "string"},
+                    "owner": {"type": "string"},
+                    "expires": {"type": "string"},
+                },
+            },
+        },
+        "rules": {"type": ["array", "null"]},
+    },
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ClassEntry:
+    """One entry of ``networks:``; the first entry a network matches gives its class."""
+
+    cls: str
+    subnets: tuple[IPNetwork, ...]
+    names: tuple[str, ...]
+    ids: tuple[str, ...]
+
+    def matches(self, network: Network) -> bool:
+        if network.id and network.id in self.ids:
+            return True
+        name = network.name.casefold()
+        if any(fnmatch.fnmatchcase(name, g) for g in self.names):
+            return True
+        return any(subnet_within(s, self.subnets) for s in network.subnets)
+
+
+@dataclass(frozen=True, slots=True)
+class Waiver:
+    """An accepted exception: a failing result it matches is reported as ``waived``."""
+
+    rule: str
+    cluster: str
+    target: str
+    reason: str
+    ticket: str
+    owner: str
+    expires: _dt.date | None
+    line: int
+
+    def matches(self, rule: str, cluster: str, target_name: str, target_id: str | None) -> bool:
+        if rule.casefold() != self.rule.casefold():
+            return False
+        if not fnmatch.fnmatchcase(cluster.casefold(), self.cluster):
+            return False
+        names = [target_name.casefold()] + ([target_id.casefold()] if target_id else [])
+        return any(fnmatch.fnmatchcase(n, self.target) for n in names)
+
+    def expired(self, today: _dt.date) -> bool:
+        return self.expires is not None and self.expires < today
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A validated site policy."""
+
+    path: str | None
+    sha256: str
+    default: bool
+    entries: tuple[ClassEntry, ...]
+    allowed: tuple[str, ...]
+    preferred: tuple[str, ...]
+    hosts: Mapping[str, Any]
+    overrides: Mapping[str, Mapping[str, Any]]
+    waivers: tuple[Waiver, ...]
+    doc: YamlDoc
+    _cache: dict[Any, str] = field(default_factory=dict, compare=False, repr=False)
+
+    def classify(self, network: Network) -> str:
+        key = ("net", network.id, network.name, network.subnets)
+        hit = self._cache.get(key)
+        if hit is None:
+            hit = next((e.cls for e in self.entries if e.matches(network)), UNCLASSIFIED)
+            self._cache[key] = hit
+        return hit
+
+    def classify_subnet(self, subnet: IPNetwork | None) -> str:
+        """Classify a host migration network by its subnet (contracts §3)."""
+        if subnet is None:
+            return UNCLASSIFIED
+        return next((e.cls for e in self.entries if subnet_within(subnet, e.subnets)), UNCLASSIFIED)
+
+    def lookup(self, dotted: str) -> Any:
+        """Value of ``{policy: a.b}`` references in rules; ``None`` when the policy does not set it."""
+        node: Any = {"live_migration": {"allowed": list(self.allowed), "preferred": list(self.preferred)},
+                     "hosts": dict(self.hosts)}
+        for part in dotted.split("."):
+            if not isinstance(node, Mapping) or part not in node:
+                return None
+            node = node[part]
+        return node
+
+
+POLICY_REFS = ("live_migration.allowed", "live_migration.preferred", "hosts.authentication",
+               "hosts.performance_option", "hosts.max_migrations")
+
+
+def subnet_within(inner: IPNetwork, outers: tuple[IPNetwork, ...]) -> bool:
+    for outer in outers:
+        if inner.version == outer.version and inner.subnet_of(outer):  # type: ignore[arg-type]
+            return True
+    return False
+
+
+def _check_glob(doc: YamlDoc, path: tuple[Any, ...], pattern: str) -> str:
+    depth = 0
+    i = 0
+    while i < len(pattern):
+        ch = pattern[i]
+        if ch == "[":
+            close = pattern.find("]", i + 2 if i + 1 < len(pattern) and pattern[i + 1] in "!]" else i + 1)
+            if close < 0:
+                raise doc.error(path, f"bad glob {pattern!r}: '[' is never closed (use [[] for a literal '[')")
+            i = close
+        i += 1
+    if depth:
+        raise doc.error(path, f"bad glob {pattern!r}")
+    return pattern.casefold()
+
+
+def parse_subnet(doc: YamlDoc, path: tuple[Any, ...], text: str) -> IPNetwork:
+    try:
+        return ipaddress.ip_network(text.strip(), strict=True)
+    except ValueError as exc:
+        try:
+            loose = ipaddress.ip_network(text.strip(), strict=False)
+        except ValueError:
+            raise doc.error(path, f"invalid subnet {text!r}: {exc}; write it as address/prefix, "
+                                  "e.g. 10.10.10.0/24") from None
+        raise doc.error(path, f"invalid subnet {text!r}: host bits set; did you mean {loose}?") from None
+
+
+def _parse_date(doc: YamlDoc, path: tuple[Any, ...], value: Any) -> _dt.date | None:
+    if value is None:
+        return None
+    if isinstance(value, _dt.date):
+        return value
+    try:
+        return _dt.date.fromisoformat(str(value))
+    except ValueError:
+        raise doc.error(path, f"invalid date {value!r}; write it as YYYY-MM-DD") from None
+
+
+def policy_from_doc(doc: YamlDoc, default: bool = False, raw: bytes | None = None) -> Policy:
+    """Validate a loaded policy document and build the :class:`Policy`."""
+    data = doc.data
+    if not isinstance(data, dict) or "lmscan_policy" not in data:
+        raise InputError(doc.source, "not an lmscan policy: the top level needs 'lmscan_policy: 1'", "1")
+    # Dates written bare in YAML load as date objects; the schema wants text.
+    for w in data.get("waivers") or []:
+        if isinstance(w, dict) and isinstance(w.get("expires"), _dt.date):
+            w["expires"] = w["expires"].isoformat()
+    schema_check(doc, SCHEMA)
+    entries = []
+    for i, e in enumerate(data.get("networks") or []):
+        base = ("networks", i)
+        subnets = tuple(parse_subnet(doc, base + ("subnets", j), s) for j, s in enumerate(e.get("subnets") or []))
+        names = tuple(_check_glob(doc, base + ("names", j), g) for j, g in enumerate(e.get("names") or []))
+        ids = tuple(s.strip().strip("{}").strip().casefold() for s in e.get("ids") or [])
+        for j, nid in enumerate(ids):
+            if not re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", nid):
+                raise doc.error(base + ("ids", j), f"{nid!r} is not a cluster network Id (a GUID)")
+        if not (subnets or names or ids):
+            raise doc.error(base, "entry matches nothing: give subnets, names or ids")
+        entries.append(ClassEntry(cls=e["class"].strip().casefold(), subnets=subnets, names=names, ids=ids))
+    lm = data.get("live_migration") or {}
+    hosts = dict(data.get("hosts") or {})
+    if isinstance(hosts.get("performance_option"), str):
+        hosts["performance_option"] = [hosts["performance_option"]]
+    waivers = []
+    for i, w in enumerate(data.get("waivers") or []):
+        waivers.append(Waiver(
+            rule=w["rule"].strip(), cluster=_check_glob(doc, ("waivers", i, "cluster"), w.get("cluster", "*")),
+            target=_check_glob(doc, ("waivers", i, "target"), w.get("target", "*")),
+            reason=w["reason"].strip(), ticket=w.get("ticket", ""), owner=w.get("owner", ""),
+            expires=_parse_date(doc, ("waivers", i, "expires"), w.get("expires")),
+            line=doc.line(("waivers", i)),
+        ))
+    if raw is None:
+        raw = Path(doc.source).read_bytes() if not default else b""
+    return Policy(
+        path=None if default else doc.source,
+        sha256=hashlib.sha256(raw).hexdigest(),
+        default=default,
+        entries=tuple(entries),
+        allowed=tuple(c.strip().casefold() for c in lm.get("allowed", ["live_migration", "cluster", "storage"])),
+        preferred=tuple(c.strip().casefold() for c in lm.get("preferred", ["live_migration"])),
+        hosts=hosts,
+        overrides={str(k): dict(v or {}) for k, v in (data.get("overrides") or {}).items()},
+        waivers=tuple(waivers),
+        doc=doc,
+    )
+
+
+def load_policy(path: Path | None) -> Policy:
+    """Load a site policy file, or the built-in default when ``path`` is None."""
+    if path is None:
+        res = importlib.resources.files("scanner.rules").joinpath(DEFAULT_POLICY_NAME)
+        raw = res.read_bytes()
+        doc = load_yaml(Path(f"<built-in {DEFAULT_POLICY_NAME}>"), raw.decode("utf-8"))
+        return policy_from_doc(doc, default=True, raw=raw)
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(p, "policy file not found")
+    raw = p.read_bytes()
+    doc = load_yaml(p)
+    return policy_from_doc(doc, raw=raw)

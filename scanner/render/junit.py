@@ -1,0 +1,226 @@
+"""JUnit XML for CI servers: one testsuite per cluster, one testcase per result.
+
+Built with junit-xml (the project's choice) and then repaired with ElementTree, because
+junit-xml 1.9 writes ``disabled=`` and drops zero-valued attributes, which the JUnit schema
+(xunit-plugin ``junit-10.xsd``) rejects. The names are chosen for the three consumers:
+
+- Jenkins splits ``classname`` at its last dot into package and class, so the classname is
+  ``lmscan.<cluster>`` with the dots of ``hv01.contoso.com`` turned into underscores;
+- GitLab groups by classname and drops a second testcase with the same classname and name,
+  so names are made unique per classname, deterministically;
+- Azure DevOps shows only a testcase's own ``system-out``, so the evidence goes there.
+
+Names hold the rule, the target kind and name (and node), never times or observed values,
+so a test keeps its history from run to run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import xml.etree.ElementTree as ET
+from collections.abc import Iterable, Sequence
+
+import junit_xml  # type: ignore[import-untyped]
+
+from scanner.model import Result, ScanReport, Status
+from scanner.render._common import (
+    clean,
+    cluster_names,
+    counts_toward_verdict,
+    duration_seconds,
+    group_by_cluster,
+    one_line,
+    result_key,
+    rule_order,
+    target_label,
+    utc_naive,
+)
+
+XML_DECLARATION = '<?xml version="1.0" encoding="UTF-8"?>'
+MESSAGE_LIMIT = 300  # characters in a message attribute; the full text is in the body
+
+# Attributes junit-10.xsd allows, per element; anything else junit-xml adds is removed.
+_ALLOWED = {
+    "testsuites": {"name", "time", "tests", "failures", "errors"},
+    "testsuite": {"name", "tests", "failures", "errors", "group", "time", "skipped",
+                  "timestamp", "hostname", "id", "package", "file", "log", "url", "version"},
+    "testcase": {"name", "time", "classname", "group"},
+    "failure": {"type", "message"},
+    "error": {"type", "message"},
+    "skipped": {"type", "message"},
+    "property": {"name", "value"},
+}
+_CLASS_UNSAFE = re.compile(r"[\s./\\]+")
+
+
+def render_junit(report: ScanReport) -> bytes:
+    """The report as a JUnit XML document (UTF-8 bytes) that validates against junit-10.xsd."""
+    order = rule_order(report)
+    by_cluster = group_by_cluster(report.results)
+    names = cluster_names(report) or ["lmscan"]
+    classnames = _classnames(names)
+    suites = []
+    for cluster in names:
+        results = sorted(by_cluster.get(cluster.casefold(), []), key=lambda r: result_key(r, order))
+        suites.append(_suite(report, cluster, classnames[cluster], results))
+    raw = junit_xml.to_xml_report_string(suites, prettyprint=False)
+    root = ET.fromstring(raw)
+    _make_valid(root, report)
+    ET.indent(root, space="  ")
+    return (XML_DECLARATION + "\n" + ET.tostring(root, encoding="unicode") + "\n").encode("utf-8")
+
+
+def _classnames(clusters: Sequence[str]) -> dict[str, str]:
+    """``lmscan.<cluster>`` per cluster, dots replaced; clusters that collide get a short hash."""
+    base = {c: "lmscan." + (_CLASS_UNSAFE.sub("_", one_line(c)) or "_") for c in clusters}
+    taken: dict[str, int] = {}
+    for name in base.values():
+        taken[name.casefold()] = taken.get(name.casefold(), 0) + 1
+    result = {}
+    for cluster, name in base.items():
+        if taken[name.casefold()] > 1:
+            name += "_" + hashlib.sha256(cluster.encode("utf-8", "replace")).hexdigest()[:8]
+        result[cluster] = name
+    return result
+
+
+def _testcase_names(results: Sequence[Result]) -> list[str]:
+    """``<RULE> <kind> <name>[ on <node>]``, unique (case-insensitively) within one classname.
+
+    A name that several results share gets the target id; if that is still not enough,
+    `` #2``, `` #3`` in result-id order, so the same objects always get the same names.
+    """
+    names = [one_line(f"{r.rule} {target_label(r.target)}") for r in results]
+    shared = _shared(names)
+    names = [f"{n} [{one_line(r.target.id)}]" if n.casefold() in shared and r.target.id else n
+             for n, r in zip(names, results)]
+    taken: set[str] = set()
+    unique = list(names)
+    for i in sorted(range(len(names)), key=lambda i: (names[i].casefold(), results[i].id, i)):
+        candidate, k = names[i], 2
+        while candidate.casefold() in taken:
+            candidate, k = f"{names[i]} #{k}", k + 1
+        taken.add(candidate.casefold())
+        unique[i] = candidate
+    return unique
+
+
+def _shared(names: Iterable[str]) -> set[str]:
+    """Casefolded names that occur more than once."""
+    seen: set[str] = set()
+    shared: set[str] = set()
+    for n in names:
+        (shared if n.casefold() in seen else seen).add(n.casefold())
+    return shared
+
+
+def _suite(report: ScanReport, cluster: str, classname: str,
+           results: Sequence[Result]) -> junit_xml.TestSuite:
+    cases = [_case(report, r, classname, name)
+             for r, name in zip(results, _testcase_names(results))]
+    if not cases:
+        # An empty suite is valid XML but CI servers then report "no tests"; say why instead.
+        case = junit_xml.TestCase(name="no results", classname=classname)
+        case.add_skipped_info(message="No rule produced a result for this cluster.")
+        cases = [case]
+    return junit_xml.TestSuite(
+        name=one_line(cluster) or "lmscan",
+        test_cases=cases,
+        hostname=one_line(cluster) or None,
+        timestamp=utc_naive(report.scan.started_at),
+        properties=_properties(report, cluster),
+    )
+
+
+def _properties(report: ScanReport, cluster: str) -> dict[str, str]:
+    scan = report.scan
+    props = {
+        "scan_id": scan.id,
+        "tool_version": scan.tool_version,
+        "policy_path": scan.policy.path or "(built-in default policy)",
+        "policy_sha256": scan.policy.sha256,
+        "policy_default": "true" if scan.policy.default else "false",
+        "rule_packs": ", ".join(f"{p.name} {p.version} sha256:{p.sha256}"
+                                for p in scan.rule_packs),
+        "fail_on": scan.fail_on.value,
+    }
+    for info in report.clusters:
+        if info.name.casefold() == cluster.casefold():
+            props["cluster_os"] = info.os
+            for node in info.nodes:
+                props[f"node.{node.name}"] = (
+                    f"collected {node.collected_at or ''}".strip() if node.collected
+                    else f"not collected: {node.error or 'no reason given'}")
+    return {one_line(k): one_line(v) for k, v in props.items()}
+
+
+def _case(report: ScanReport, r: Result, classname: str, name: str) -> junit_xml.TestCase:
+    case = junit_xml.TestCase(name=name, classname=classname,
+                              stdout=clean(json.dumps(r.to_dict(), indent=2, ensure_ascii=False,
+                                                      default=str)))
+    body = _body(r)
+    if r.status is Status.FAIL:
+        message = f"[{r.severity.value}] {r.title}: {r.message}"
+        if not counts_toward_verdict(report, r):
+            message = f"{message} (below --fail-on {report.scan.fail_on.value}; does not fail the scan)"
+        case.add_failure_info(message=one_line(message, MESSAGE_LIMIT), output=body,
+                              failure_type=r.severity.value)
+    elif r.status is Status.ERROR:
+        case.add_error_info(message=one_line(f"Not evaluated: {r.message}", MESSAGE_LIMIT),
+                            output=body, error_type="CollectionError")
+    elif r.status is Status.SKIP:
+        case.add_skipped_info(message=one_line(f"Not applicable: {r.message}", MESSAGE_LIMIT),
+                              output=body)
+    elif r.status is Status.WAIVED:
+        case.add_skipped_info(message=one_line(f"Waived: {r.message}", MESSAGE_LIMIT), output=body)
+    return case
+
+
+def _body(r: Result) -> str:
+    """The text CI servers show under a failure: what, where, expected, actual, and the fix."""
+    target = target_label(r.target) + (f" (id {one_line(r.target.id)})" if r.target.id else "")
+    lines = [
+        f"{r.rule} ({r.severity.value}): {one_line(r.title)}",
+        f"Cluster:  {one_line(r.cluster)}",
+        f"Target:   {target}",
+        f"Status:   {r.status.value}",
+        f"Message:  {clean(r.message)}",
+        f"Expected: {clean(r.expected)}",
+        f"Actual:   {clean(r.actual)}",
+    ]
+    if r.status is Status.FAIL and r.remediation.strip():
+        lines += ["", "Remediation (PowerShell):", clean(r.remediation).strip("\n")]
+    return "\n".join(lines)
+
+
+def _make_valid(root: ET.Element, report: ScanReport) -> None:
+    """Bring junit-xml's output in line with junit-10.xsd: attributes, counts and times."""
+    for element in root.iter():
+        allowed = _ALLOWED.get(element.tag)
+        if allowed is not None:
+            for attr in [a for a in element.attrib if a not in allowed]:
+                del element.attrib[attr]
+    totals = {"tests": 0, "failures": 0, "errors": 0}
+    for suite in root.iter("testsuite"):
+        cases = list(suite.iter("testcase"))
+        counts = {
+            "tests": len(cases),
+            "failures": sum(1 for c in cases if c.find("failure") is not None),
+            "errors": sum(1 for c in cases if c.find("error") is not None),
+            "skipped": sum(1 for c in cases if c.find("skipped") is not None),
+        }
+        for key, value in counts.items():
+            suite.set(key, str(value))
+            if key in totals:
+                totals[key] += value
+        suite.set("time", "0.000")
+        for case in cases:
+            case.set("time", "0.000")
+    root.set("name", "lmscan")
+    for key, value in totals.items():
+        root.set(key, str(value))
+    seconds = duration_seconds(report.scan.started_at, report.scan.finished_at)
+    root.set("time", f"{seconds or 0.0:.3f}")
+
