@@ -1,0 +1,321 @@
+"""The lmscan command line: parse, build, run, render. The only place that prints or exits."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.resources
+import os
+import shutil
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
+
+from scanner import __version__
+from scanner.errors import InputError, ScannerError
+from scanner.model import ScanReport, Severity, Status
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INCOMPLETE, EXIT_INTERNAL = 0, 1, 2, 3, 4
+REPORT_FLAGS = {"html": "report.html", "junit": "junit.xml", "json": "results.json"}
+SEVERITIES = [s.value for s in Severity]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that says ``lmscan: error: ...`` on one line and exits 2, as every bad input does."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="lmscan", description="Policy-as-code scanner for Hyper-V live-migration networks.")
+    p.add_argument("--version", action="version", version=f"lmscan {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    s = sub.add_parser("scan", help="collect or read snapshots, evaluate the rules, write reports",
+                       description="Evaluate the rules against snapshots, a live inventory or the bundled demo.")
+    src = s.add_mutually_exclusive_group(required=True)
+    src.add_argument("--snapshot", metavar="PATH", type=Path, action="append",
+                     help="snapshot file or directory (read for *.json recursively); repeatable")
+    src.add_argument("--inventory", metavar="FILE", type=Path, help="collect live over WinRM from this inventory")
+    src.add_argument("--demo", action="store_true", help="scan the bundled demo clusters")
+    _add_policy_args(s)
+    s.add_argument("--html", metavar="FILE", type=Path, help="write the HTML report here")
+    s.add_argument("--junit", metavar="FILE", type=Path, help="write the JUnit XML report here")
+    s.add_argument("--json", metavar="FILE", type=Path, help="write the results JSON here")
+    s.add_argument("--out-dir", metavar="DIR", type=Path,
+                   help="write report.html, junit.xml and results.json into DIR (--demo: default ./lmscan-demo)")
+    s.add_argument("--fail-on", metavar="SEVERITY", choices=SEVERITIES,
+                   default=os.environ.get("LMSCAN_FAIL_ON", "low"),
+                   help="lowest severity whose failures make the exit code 1 (default: low; info never fails)")
+    _add_collect_args(s, required=False)
+    s.add_argument("--save-snapshots", metavar="DIR", type=Path, help="with --inventory: keep what was collected")
+    s.add_argument("--color", choices=["auto", "always", "never"], default="auto", help="colour in the summary")
+    s.add_argument("-q", "--quiet", action="store_true", help="print no summary")
+
+    c = sub.add_parser("collect", help="collect snapshots over WinRM without evaluating")
+    c.add_argument("--inventory", metavar="FILE", type=Path, required=True)
+    c.add_argument("--out", metavar="DIR", type=Path, required=True, help="one snapshot file per node goes here")
+    _add_collect_args(c, required=False)
+
+    sub.add_parser("collector-script", help="print the PowerShell collector (run it on a node: "
+                                            "powershell -NoProfile -File collect.ps1 > node.json)")
+
+    r = sub.add_parser("rules", help="list, show and validate rules")
+    rsub = r.add_subparsers(dest="rules_command", metavar="ACTION", parser_class=_Parser)
+    rsub.required = True
+    rl = rsub.add_parser("list", help="list the rules")
+    _add_policy_args(rl)
+    rs = rsub.add_parser("show", help="show one rule: metadata, remediation and its YAML")
+    rs.add_argument("rule_id", metavar="ID")
+    _add_policy_args(rs)
+    rv = rsub.add_parser("validate", help="validate a rule pack or a site policy file")
+    rv.add_argument("file", metavar="FILE", type=Path)
+    return p
+
+
+def _add_policy_args(p: argparse.ArgumentParser) -> None:
+    env = os.environ.get("LMSCAN_POLICY")
+    p.add_argument("--policy", metavar="FILE", type=Path, default=Path(env) if env else None,
+                   help="site policy YAML (default: $LMSCAN_POLICY, else the built-in default)")
+    p.add_argument("--rules", metavar="PATH", type=Path, action="append", default=[],
+                   help="extra rule pack file or directory; repeatable")
+
+
+def _add_collect_args(p: argparse.ArgumentParser, required: bool) -> None:
+    p.add_argument("--workers", metavar="N", type=int, default=None,
+                   help="nodes collected at once (default 32)")
+
+
+# ----------------------------------------------------------------------------- commands
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``lmscan`` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "scan":
+            return cmd_scan(args)
+        if args.command == "collect":
+            return cmd_collect(args)
+        if args.command == "collector-script":
+            from scanner.collect.script import collector_script
+            sys.stdout.write(collector_script())
+            return EXIT_OK
+        return cmd_rules(args)
+    except InputError as exc:
+        _err(str(exc))
+        return EXIT_USAGE
+    except ScannerError as exc:
+        _err(str(exc))
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        _err("interrupted")
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, not a traceback
+        if os.environ.get("LMSCAN_DEBUG"):
+            raise
+        _err(f"internal error: {type(exc).__name__}: {exc} (set LMSCAN_DEBUG=1 for details; please report it)")
+        return EXIT_INTERNAL
+
+
+def _err(line: str) -> None:
+    sys.stderr.write(f"lmscan: error: {line}\n")
+
+
+def _warn(line: str) -> None:
+    sys.stderr.write(f"lmscan: warning: {line}\n")
+
+
+def _outputs(args: argparse.Namespace) -> dict[str, Path]:
+    out: dict[str, Path] = {}
+    out_dir = args.out_dir
+    if out_dir is None and args.demo and not any(getattr(args, k) for k in REPORT_FLAGS):
+        out_dir = Path("lmscan-demo")
+    if out_dir is not None:
+        out.update({k: out_dir / name for k, name in REPORT_FLAGS.items()})
+    for k in REPORT_FLAGS:
+        if getattr(args, k) is not None:
+            out[k] = getattr(args, k)
+    return out
+
+
+def _check_writable(outputs: dict[str, Path]) -> None:
+    """Refuse report paths that cannot be written before any work is done."""
+    for fmt, path in outputs.items():
+        if path.exists() and path.is_dir():
+            raise InputError(path, f"--{fmt} names a directory; give a file name")
+        parent = path.parent if str(path.parent) else Path(".")
+        if parent.exists() and not parent.is_dir():
+            raise InputError(path, f"cannot write --{fmt}: {parent} is not a directory")
+
+
+def cmd_scan(args: argparse.Namespace) -> int:
+    from scanner import pipeline
+
+    outputs = _outputs(args)
+    _check_writable(outputs)
+    policy = args.policy
+    if args.demo:
+        demo = importlib.resources.files("scanner.demo")
+        snapshot_paths = [Path(str(demo))]
+        if policy is None:
+            policy = Path(str(demo.joinpath("policy.yaml")))
+        if not args.quiet:
+            sys.stderr.write(f"lmscan: scanning the bundled demo clusters ({snapshot_paths[0]})\n")
+    ruleset = pipeline.load_ruleset(policy, args.rules)
+    if args.inventory is not None:
+        report, interrupted = _scan_inventory(args, ruleset)
+    else:
+        from scanner.snapshot import read_snapshots
+        snaps = read_snapshots(snapshot_paths if args.demo else args.snapshot)
+        report = pipeline.scan_clusters(ruleset, pipeline.build_clusters(snaps), fail_on=args.fail_on)
+        interrupted = False
+    _write_reports(report, outputs)
+    if not args.quiet:
+        _print_summary(report, outputs, args.color)
+    code = exit_code(report)
+    return EXIT_INCOMPLETE if interrupted and code == EXIT_OK else code
+
+
+def exit_code(report: ScanReport) -> int:
+    """Contracts §6: 1 when a counted failure exists, else 3 when anything is in error, else 0."""
+    if report.counting_failures():
+        return EXIT_FAIL
+    if any(r.status is Status.ERROR for r in report.results):
+        return EXIT_INCOMPLETE
+    return EXIT_OK
+
+
+def _write_reports(report: ScanReport, outputs: dict[str, Path]) -> None:
+    from scanner.fsutil import atomic_write
+    from scanner.render import FORMATS
+
+    rendered = {fmt: FORMATS[fmt](report) for fmt in outputs}   # render all before writing any
+    for fmt, path in outputs.items():
+        try:
+            atomic_write(path, rendered[fmt])
+        except OSError as exc:
+            raise InputError(path, f"cannot write the {fmt} report: {exc.strerror}") from None
+
+
+def _use_color(mode: str, stream: TextIO) -> bool:
+    if mode == "always":
+        return True
+    if mode == "never" or os.environ.get("NO_COLOR"):
+        return False
+    return stream.isatty() and os.environ.get("TERM") != "dumb"
+
+
+def _print_summary(report: ScanReport, outputs: dict[str, Path], color_mode: str) -> None:
+    from scanner.render import render_console
+
+    width = min(shutil.get_terminal_size((100, 24)).columns, 120)
+    sys.stdout.write(render_console(report, color=_use_color(color_mode, sys.stdout), width=width))
+    for fmt, path in outputs.items():
+        sys.stdout.write(f"{fmt:>5}: {path}\n")
+    sys.stdout.flush()
+
+
+def _collect(args: argparse.Namespace, save_dir: Path | None) -> tuple[list[object], bool]:
+    from scanner.collect import collect_inventory
+    from scanner.collect.inventory import load_inventory
+    from scanner.collect.progress import Progress
+
+    inventory = load_inventory(args.inventory, prompt=_prompt if sys.stdin.isatty() else None)
+    for w in inventory.warnings:
+        _warn(w)
+    progress = Progress(sys.stderr, sys.stderr.isatty())
+    try:
+        outcomes = collect_inventory(inventory, workers=args.workers, progress=progress, save_dir=save_dir)
+    finally:
+        progress.close()
+    interrupted = any(o.error and "interrupted" in o.error for o in outcomes)
+    return list(outcomes), interrupted
+
+
+def _prompt(text: str) -> str:
+    import getpass
+    return getpass.getpass(text)
+
+
+def _scan_inventory(args: argparse.Namespace, ruleset: object) -> tuple[ScanReport, bool]:
+    from scanner import pipeline
+    from scanner.normalize import NodeFailure
+
+    outcomes, interrupted = _collect(args, args.save_snapshots)
+    snaps = [o.snapshot for o in outcomes if o.snapshot is not None]  # type: ignore[attr-defined]
+    failures = [NodeFailure(o.cluster, o.node, o.error or "not collected")  # type: ignore[attr-defined]
+                for o in outcomes if o.snapshot is None]  # type: ignore[attr-defined]
+    inv = {o.snapshot.source: o.cluster for o in outcomes if o.snapshot is not None}  # type: ignore[attr-defined]
+    clusters = pipeline.build_clusters(snaps, failures, inv)
+    return pipeline.scan_clusters(ruleset, clusters, fail_on=args.fail_on), interrupted  # type: ignore[arg-type]
+
+
+def cmd_collect(args: argparse.Namespace) -> int:
+    if args.out.exists() and not args.out.is_dir():
+        raise InputError(args.out, "--out must be a directory")
+    outcomes, interrupted = _collect(args, args.out)
+    ok = sum(1 for o in outcomes if o.snapshot is not None)  # type: ignore[attr-defined]
+    failed = [o for o in outcomes if o.snapshot is None]  # type: ignore[attr-defined]
+    sys.stdout.write(f"collected {ok} of {len(outcomes)} nodes into {args.out}\n")
+    for o in failed:
+        sys.stdout.write(f"  error  {o.cluster}/{o.node}: {o.error}\n")  # type: ignore[attr-defined]
+    return EXIT_INCOMPLETE if failed or interrupted else EXIT_OK
+
+
+def cmd_rules(args: argparse.Namespace) -> int:
+    from scanner import pipeline
+
+    if args.rules_command == "validate":
+        return _validate(args.file)
+    ruleset = pipeline.load_ruleset(args.policy, args.rules)
+    if args.rules_command == "list":
+        w = max(len(r.id) for r in ruleset.rules)
+        for r in ruleset.rules:
+            sev = ruleset.policy.overrides.get(r.id, {}).get("severity", r.severity.value)
+            off = "  (disabled by policy)" if ruleset.policy.overrides.get(r.id, {}).get("enabled") is False else ""
+            sys.stdout.write(f"{r.id:<{w}}  {sev:<8}  {r.scope:<9}  {r.title}{off}\n")
+        return EXIT_OK
+    wanted = args.rule_id.casefold()
+    for r in ruleset.rules:
+        if r.id.casefold() == wanted:
+            sys.stdout.write(_show_rule(r))
+            return EXIT_OK
+    raise InputError("rules", f"no rule with id {args.rule_id!r}; 'lmscan rules list' shows the ids")
+
+
+def _show_rule(r: object) -> str:
+    from scanner.loader import Rule
+    assert isinstance(r, Rule)
+    lines = [f"{r.id}: {r.title}", f"severity:  {r.severity.value}",
+             f"target:    {r.scope}" + (" (one result per VM on Windows Server 2008 R2)" if r.per_vm else ""),
+             f"defined:   {r.source}:{r.line} (pack {r.pack})", "", "Rationale:", f"  {r.rationale}", "",
+             "Remediation (template; lmscan fills in the real network Ids):"]
+    lines += [f"  {x}" for x in r.remediation_text.rstrip().splitlines()]
+    if r.references:
+        lines += ["", "References:"] + [f"  {x}" for x in r.references]
+    lines += ["", "Definition:"] + [f"  {x}" for x in r.yaml_text.rstrip().splitlines()]
+    return "\n".join(lines) + "\n"
+
+
+def _validate(path: Path) -> int:
+    from scanner import pipeline
+    from scanner.loader import load_pack
+    from scanner.yamlsrc import load_yaml
+
+    doc = load_yaml(path)
+    data = doc.data if isinstance(doc.data, dict) else {}
+    if "lmscan_policy" in data:
+        rs = pipeline.load_ruleset(path)
+        sys.stdout.write(f"{path}: valid site policy ({len(rs.policy.entries)} network classes, "
+                         f"{len(rs.rules)} rules in force)\n")
+        return EXIT_OK
+    pack = load_pack(path)
+    pipeline.load_ruleset(None, [path])  # also checks ids against the built-in pack
+    sys.stdout.write(f"{path}: valid rule pack '{pack.name}' {pack.version} ({len(pack.rules)} rules: "
+                     f"{', '.join(r.id for r in pack.rules)})\n")
+    return EXIT_OK
+
