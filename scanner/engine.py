@@ -63,7 +63,8 @@ def _evaluate_rule(rule: Rule, cluster: Cluster, policy: Policy) -> list[tuple[R
     if rule.skip_if_unset and all(policy.lookup(p) is None for p in rule.skip_if_unset):
         reason = f"the site policy sets none of {', '.join(rule.skip_if_unset)}: nothing to check"
         if rule.scope == "node":
-            return [(rule, cluster, _Draft(target_of(NodeView(cv, n)), Status.SKIP, reason)) for n in cluster.nodes]
+            return [(rule, cluster, _Draft(target_of(NodeView(cv, n)), Status.SKIP, reason) if n.collected
+                     else _uncollected(NodeView(cv, n))) for n in cluster.nodes]
         return one(Status.SKIP, reason)
     if not cluster.collected_nodes():
         return one(Status.ERROR, "no node of this cluster could be collected: "
@@ -110,8 +111,7 @@ def _targets(rule: Rule, cv: ClusterView, cluster_target: Target) -> list[_Draft
         try:
             if isinstance(view, NodeView) and not view.node.collected:
                 any_selected = True
-                drafts.append(_Draft(target, Status.ERROR, f"node {view.node.name} could not be collected: "
-                                                           f"{view.node.error}"))
+                drafts.append(_uncollected(view))
                 continue
             if isinstance(view, NodeView) and rule.skip_when is not None and rule.skip_when.evaluate(view).ok:
                 any_selected = True
@@ -128,6 +128,10 @@ def _targets(rule: Rule, cv: ClusterView, cluster_target: Target) -> list[_Draft
         raise Unavailable(Status.SKIP, rule.skip_message if rule.select is not None or not views
                           else f"no {scope} to evaluate")
     return drafts
+
+
+def _uncollected(view: NodeView) -> _Draft:
+    return _Draft(target_of(view), Status.ERROR, f"node {view.node.name} could not be collected: {view.node.error}")
 
 
 def _per_vm(rule: Rule, base: ClusterView, cluster_target: Target) -> list[_Draft]:

@@ -437,11 +437,11 @@ def _c_node_settings(v: ClusterView) -> dict[str, Any]:
     if v.cluster.legacy:
         from scanner.normalize import parse_vms
         return _per_node(v, "VirtualMachineResource", lambda n: [
-            f"{vm.group}: exclude={';'.join(vm.setting.exclude)} order={';'.join(vm.setting.order)}"
+            f"{vm.group}: exclude={';'.join(sorted(vm.setting.exclude))} order={';'.join(vm.setting.order)}"
             for vm in parse_vms(n.snapshot.section("VirtualMachineResource"))])  # type: ignore[union-attr]
     v.setting()
     return _per_node(v, "VirtualMachineResourceType", lambda n: {
-        "MigrationExcludeNetworks": ";".join(n.setting.exclude) if n.setting else "",
+        "MigrationExcludeNetworks": ";".join(sorted(n.setting.exclude)) if n.setting else "",
         "MigrationNetworkOrder": ";".join(n.setting.order) if n.setting else ""})
 
 

@@ -22,7 +22,7 @@ from scanner.errors import InputError
 from scanner.model import PackInfo, Severity
 from scanner.policy import POLICY_REFS
 from scanner.pwsh import ps_quote
-from scanner.yamlsrc import YamlDoc, load_yaml, schema_check
+from scanner.yamlsrc import YamlDoc, fmt_path, load_yaml, schema_check
 
 SCOPES = ("cluster", "node", "network", "interface", "vm")
 BUILTIN_PACK = "builtin.yaml"
@@ -132,15 +132,17 @@ class RulePack:
         return PackInfo(name=self.name, version=self.version, sha256=self.sha256, path=self.path)
 
 
-def _template(doc: YamlDoc, path: tuple[Any, ...], text: str, prefix: str) -> jinja2.Template:
+def _template(doc: YamlDoc, base: tuple[Any, ...], rel: tuple[Any, ...], text: str, prefix: str) -> jinja2.Template:
+    def fail(problem: str) -> InputError:
+        return InputError(doc.source, f"{prefix}{fmt_path(rel)}: {problem}", str(doc.line(base + rel)))
+
     try:
         ast = TEMPLATES.parse(text)
     except jinja2.TemplateSyntaxError as exc:
-        raise doc.error(path, f"template error: {exc.message}", prefix) from None
+        raise fail(f"template error: {exc.message}") from None
     unknown = sorted(jinja2.meta.find_undeclared_variables(ast) - TEMPLATE_NAMES)
     if unknown:
-        raise doc.error(path, f"template uses unknown name '{unknown[0]}' (known: {', '.join(sorted(TEMPLATE_NAMES))})",
-                        prefix)
+        raise fail(f"template uses unknown name '{unknown[0]}' (known: {', '.join(sorted(TEMPLATE_NAMES))})")
     return TEMPLATES.from_string(text)
 
 
@@ -165,11 +167,7 @@ def rules_from_list(doc: YamlDoc, items: Any, base: tuple[Any, ...], pack: str, 
         rid = item.get("id") if isinstance(item, dict) else None
         prefix = f"rule {rid}: " if isinstance(rid, str) else ""
         sub = YamlDoc(doc.source, item, {p[len(path):]: ln for p, ln in doc.lines.items() if p[:len(path)] == path})
-        try:
-            schema_check(sub, RULE_SCHEMA, prefix)
-        except InputError as exc:
-            # Re-anchor the key path inside the document.
-            raise InputError(doc.source, exc.problem.replace(prefix, f"{prefix}", 1), exc.where) from None
+        schema_check(sub, RULE_SCHEMA, prefix)
         assert isinstance(item, dict)
         scope = item["scope"]
         try:
@@ -178,7 +176,6 @@ def rules_from_list(doc: YamlDoc, items: Any, base: tuple[Any, ...], pack: str, 
                                      ("skip_when",)) if "skip_when" in item else None
             expect = compile_cond(item["expect"], scope, ("expect",))
         except ConditionError as exc:
-            from scanner.yamlsrc import fmt_path
             raise InputError(doc.source, f"{prefix}{fmt_path(exc.path)}: {exc}", str(doc.line(path + exc.path))) from None
         if item.get("per_vm") and scope not in ("network", "cluster"):
             raise doc.error(path + ("per_vm",), "per_vm applies to network and cluster rules only", prefix)
@@ -191,10 +188,10 @@ def rules_from_list(doc: YamlDoc, items: Any, base: tuple[Any, ...], pack: str, 
             skip_message=item.get("skip_message", "nothing to evaluate").strip(),
             skip_if_unset=tuple(item.get("skip_if_unset", ())),
             expect=expect,
-            message_pass=_template(doc, path + ("message", "pass"), msgs["pass"], prefix) if "pass" in msgs else None,
-            message_fail=_template(doc, path + ("message", "fail"), msgs["fail"], prefix) if "fail" in msgs else None,
+            message_pass=_template(doc, path, ("message", "pass"), msgs["pass"], prefix) if "pass" in msgs else None,
+            message_fail=_template(doc, path, ("message", "fail"), msgs["fail"], prefix) if "fail" in msgs else None,
             rationale=" ".join(item["rationale"].split()),
-            remediation=_template(doc, path + ("remediation",), item["remediation"], prefix),
+            remediation=_template(doc, path, ("remediation",), item["remediation"], prefix),
             remediation_text=item["remediation"],
             references=tuple(item.get("references", ())),
             source=doc.source, line=starts[i], pack=pack,

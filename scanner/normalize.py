@@ -64,7 +64,8 @@ class LMSetting:
     raw_order: str = ""
 
     def key(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
-        return (self.exclude, self.order)
+        """Equality as live migration sees it: the exclude list is a set, the order is an order."""
+        return (tuple(sorted(self.exclude)), self.order)
 
 
 @dataclass(frozen=True, slots=True)

@@ -232,6 +232,9 @@ def policy_from_doc(doc: YamlDoc, default: bool = False, raw: bytes | None = Non
     data = doc.data
     if not isinstance(data, dict) or "lmscan_policy" not in data:
         raise InputError(doc.source, "not an lmscan policy: the top level needs 'lmscan_policy: 1'", "1")
+    if data["lmscan_policy"] != 1 or isinstance(data["lmscan_policy"], bool):
+        raise doc.error(("lmscan_policy",), f"unsupported version {data['lmscan_policy']!r}; this lmscan reads "
+                                            "version 1")
     # Dates written bare in YAML load as date objects; the schema wants text.
     for w in data.get("waivers") or []:
         if isinstance(w, dict) and isinstance(w.get("expires"), _dt.date):

@@ -116,6 +116,9 @@ def parse_snapshot(raw: bytes, source: str) -> Snapshot:
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
+        if exc.pos >= len(text.rstrip()):
+            raise InputError(source, "truncated JSON: the document ends before it is complete "
+                                     "(was the collection cut off?)", f"line {exc.lineno}") from None
         raise InputError(source, f"not JSON: {exc.msg}", f"line {exc.lineno} column {exc.colno}") from None
     except RecursionError:
         raise InputError(source, "JSON nested too deeply") from None

@@ -1,0 +1,98 @@
+"""Snapshot sections -> cluster model: subnets, grouping, membership, effective order."""
+
+from __future__ import annotations
+
+import json
+
+from scanner.normalize import (LMSetting, Network, effective_order, group_clusters, network_subnets,
+                               parse_networks)
+from scanner.snapshot import parse_snapshot
+
+
+def snap(node, cluster="HVCLU01", **sections):
+    doc = {"lmscan_snapshot": 1, "node": node, "sections": {"Cluster": {"Name": cluster}, **sections}}
+    return parse_snapshot(json.dumps(doc).encode(), f"{node}.json")
+
+
+def net(name, nid, metric, role="Cluster"):
+    return Network(id=nid, name=name, role=role, state="Up", metric=metric, auto_metric=True, subnets=())
+
+
+def test_subnets_from_every_property():
+    merged = {"Address": "10.71.1.0", "AddressMask": "255.255.255.0",
+              "Ipv4Addresses": ["10.71.1.0", "10.71.2.0"], "Ipv4PrefixLengths": [24, 24]}
+    assert [str(s) for s in network_subnets(merged)] == ["10.71.1.0/24", "10.71.2.0/24"]
+    ipv6_only = {"Address": "", "AddressMask": None, "Ipv4Addresses": [], "Ipv6Addresses": "fde1:53ba:e9a0:de11::",
+                 "Ipv6PrefixLengths": 64}
+    assert [str(s) for s in network_subnets(ipv6_only)] == ["fde1:53ba:e9a0:de11::/64"]
+    assert network_subnets({"Address": "not an ip"}) == ()
+
+
+def test_networks_parse_numbers_names_and_braced_ids():
+    nets = parse_networks({"Name": "iSCSI", "Id": "{ABCDEF00-0000-0000-0000-000000000001}", "Role": 0, "State": "3",
+                           "Metric": "40000", "AutoMetric": "True"})
+    assert nets[0].id == "abcdef00-0000-0000-0000-000000000001"
+    assert (nets[0].role, nets[0].state, nets[0].metric, nets[0].auto_metric) == ("None", "Up", 40000, True)
+
+
+def test_effective_order_with_explicit_order():
+    a, b, c = net("A", "a", 300), net("B", "b", 100), net("C", "c", 200)
+    order = effective_order([a, b, c], LMSetting(exclude=("c",), order=("a",)))
+    assert [n.name for n in order] == ["A", "B"]
+
+
+def test_empty_order_puts_cluster_communication_network_last():
+    mgmt = net("Mgmt", "m", 70240, "ClusterAndClient")
+    csv = net("CSV", "c", 30240)
+    lm = net("LM", "l", 30241)
+    iscsi = net("iSCSI", "i", 10000, "None")   # lowest metric, but not a cluster-communication network
+    order = effective_order([mgmt, csv, lm, iscsi], LMSetting(exclude=(), order=()))
+    assert [n.name for n in order] == ["iSCSI", "LM", "Mgmt", "CSV"]
+
+
+def test_order_list_skips_excluded_and_unknown_ids():
+    a, b = net("A", "a", 1), net("B", "b", 2)
+    order = effective_order([a, b], LMSetting(exclude=("a",), order=("gone", "a", "b")))
+    assert [n.name for n in order] == ["B"]
+
+
+def test_grouping_is_case_insensitive_and_missing_members_are_uncollected():
+    nodes = {"Name": "HV01", "State": 0}, {"Name": "HV02", "State": "Up"}, {"Name": "HV03", "State": 1}
+    s1 = snap("HV01", "HVCLU01", ClusterNode=list(nodes))
+    s2 = snap("hv02", "hvclu01", ClusterNode=list(nodes))
+    other = snap("HV11", "HVCLU02")
+    clusters = group_clusters([s1, s2, other])
+    assert [c.name for c in clusters] == ["HVCLU01", "HVCLU02"]
+    c1 = clusters[0]
+    assert [(n.name, n.collected) for n in c1.nodes] == [("HV01", True), ("hv02", True), ("HV03", False)]
+    assert "no snapshot" in (c1.nodes[2].error or "")
+    assert c1.nodes[2].state == "Down"
+
+
+def test_fqdn_and_short_names_are_one_node():
+    s1 = snap("HV01", ClusterNode=[{"Name": "HV01"}, {"Name": "HV02"}])
+    from scanner.normalize import NodeFailure
+    clusters = group_clusters([s1], [NodeFailure("HVCLU01", "hv02.contoso.com", "HV02: connection refused")])
+    assert [(n.name, n.collected, n.error) for n in clusters[0].nodes] == [
+        ("HV01", True, None), ("HV02", False, "HV02: connection refused")]
+
+
+def test_majority_view_wins_and_per_node_views_are_kept():
+    nets = [{"Name": "LM", "Id": "l", "Role": 1}, {"Name": "Mgmt", "Id": "m", "Role": 3}]
+    odd = [{"Name": "LM", "Id": "l", "Role": 3}, {"Name": "Mgmt", "Id": "m", "Role": 3}]
+    setting = {"MigrationExcludeNetworks": "m", "MigrationNetworkOrder": "l"}
+    snaps = [snap(f"HV0{i}", ClusterNetwork=n, VirtualMachineResourceType=setting)
+             for i, n in ((1, nets), (2, odd), (3, nets))]
+    c = group_clusters(snaps)[0]
+    assert {n.name: n.role for n in c.networks} == {"LM": "Cluster", "Mgmt": "ClusterAndClient"}
+    assert c.setting == LMSetting(exclude=("m",), order=("l",), raw_exclude="m", raw_order="l")
+    assert c.nodes[1].networks is not None and c.nodes[1].networks[0].role == "ClusterAndClient"
+
+
+def test_2008r2_per_vm_settings():
+    vms = [{"Name": "Virtual Machine SQL01", "OwnerGroup": "SQL01", "OwnerNode": "HV01",
+            "MigrationExcludeNetworks": "i", "MigrationNetworkOrder": "l;c"},
+           {"Name": "Virtual Machine WEB01", "OwnerGroup": "WEB01", "MigrationExcludeNetworks": None}]
+    c = group_clusters([snap("HV01", VirtualMachineResource=vms)])[0]
+    assert c.legacy and c.setting is None
+    assert [(vm.group, vm.setting.exclude) for vm in c.vms] == [("SQL01", ("i",)), ("WEB01", ())]

@@ -1,0 +1,114 @@
+"""Snapshot reading: encodings, required keys, and never a crash on arbitrary input."""
+
+from __future__ import annotations
+
+import codecs
+import json
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from scanner.errors import InputError
+from scanner.snapshot import parse_snapshot, read_snapshots
+
+DOC = {"lmscan_snapshot": 1, "node": "HV01", "sections": {"Cluster": {"Name": "Zürich-CLU"}}}
+BAD = Path(__file__).parent / "data" / "bad"
+
+
+@pytest.mark.parametrize("encode", [
+    lambda t: t.encode("utf-8"),
+    lambda t: codecs.BOM_UTF8 + t.encode("utf-8"),
+    lambda t: codecs.BOM_UTF16_LE + t.encode("utf-16-le"),   # what '> node.json' writes in PowerShell 5.1
+    lambda t: codecs.BOM_UTF16_BE + t.encode("utf-16-be"),
+])
+def test_encodings(encode):
+    snap = parse_snapshot(encode(json.dumps(DOC, ensure_ascii=False)), "x.json")
+    assert snap.node == "HV01"
+    assert snap.cluster_name() == "Zürich-CLU"
+
+
+def test_keys_are_case_insensitive():
+    snap = parse_snapshot(b'{"LMSCAN_SNAPSHOT": "1", "Node": "hv02", "SECTIONS": {"cluster": [{"NAME": "c1"}]}}', "x")
+    assert snap.node == "hv02"
+    assert snap.cluster_name() == "c1"
+    assert snap.has("Cluster") and snap.section("CLUSTER")[0]["name"] == "c1"
+
+
+def test_failed_and_missing_sections():
+    snap = parse_snapshot(json.dumps({**DOC, "errors": {"VMHost": "Access denied"}}).encode(), "x")
+    assert snap.failed("VMHost") and not snap.has("VMHost")
+    assert not snap.failed("NetIntent") and not snap.has("NetIntent")
+
+
+@pytest.mark.parametrize("name, fragment", [
+    ("snapshot-not-json.json", "not JSON"),
+    ("snapshot-truncated.json", "truncated JSON"),
+    ("snapshot-wrong-version.json", "unsupported lmscan_snapshot version 2"),
+    ("snapshot-no-node.json", "'node'"),
+    ("snapshot-not-object.json", "JSON object"),
+])
+def test_bad_files_name_file_and_problem(name, fragment):
+    with pytest.raises(InputError) as err:
+        read_snapshots([BAD / name])
+    assert str(err.value).startswith(str(BAD / name))
+    assert fragment in str(err.value)
+
+
+def test_bad_file_among_good_ones_stops_the_scan(tmp_path):
+    (tmp_path / "a.json").write_text(json.dumps(DOC))
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "b.JSON").write_text("{")
+    with pytest.raises(InputError, match="b.JSON"):
+        read_snapshots([tmp_path])
+
+
+def test_empty_directory(tmp_path):
+    with pytest.raises(InputError, match="no \\*.json"):
+        read_snapshots([tmp_path])
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4),
+    max_leaves=30,
+)
+section_names = st.sampled_from(["Cluster", "ClusterNode", "ClusterNetwork", "ClusterNetworkInterface",
+                                 "VirtualMachineResourceType", "VirtualMachineResource", "VMHost",
+                                 "VMMigrationNetwork", "NetIntent", "NetIntentGlobalOverrides", "OperatingSystem"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=200))
+def test_arbitrary_bytes_give_a_snapshot_or_an_input_error(raw):
+    try:
+        parse_snapshot(raw, "fuzz.json")
+    except InputError:
+        pass
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(section_names, json_values, max_size=6),
+       st.dictionaries(section_names, json_values, max_size=3))
+def test_arbitrary_sections_never_crash_the_scan(sections, errors):
+    """Whatever the sections hold, the whole pipeline yields results, never an exception."""
+    from scanner.pipeline import build_clusters, load_ruleset, scan_clusters
+
+    doc = {"lmscan_snapshot": 1, "node": "HV01", "sections": sections, "errors": errors}
+    try:
+        snap = parse_snapshot(json.dumps(doc).encode(), "fuzz.json")
+    except InputError:
+        return
+    report = scan_clusters(_RULESET(), build_clusters([snap]))
+    assert report.results
+
+
+_cache: dict[str, object] = {}
+
+
+def _RULESET():  # noqa: N802 - cached once per session; loading is pure
+    from scanner.pipeline import load_ruleset
+    if "rs" not in _cache:
+        _cache["rs"] = load_ruleset(None)
+    return _cache["rs"]
