@@ -1,0 +1,191 @@
+"""Offline-scan benchmark: load + evaluate + render all report formats for growing fleets.
+
+For each fleet size (clusters of 16 nodes and 10 networks, plus 2008 R2 clusters with 300 VM
+resources, see ``fleet.py``) this generates the snapshots once, then measures in a fresh child
+process ``scanner.pipeline.run_scan`` (read, normalize, evaluate) and every renderer of
+``scanner.render.FORMATS``: wall time, peak RSS, and time per cluster, so that growth can be
+seen to stay linear. Each size runs in its own process so its peak RSS is its own.
+
+    python benchmarks/bench_scan.py [--sizes 50,500,2000] [--workdir DIR] [--tracemalloc]
+
+With ``--workdir`` the generated fleets are kept there and reused by later runs; without it they
+go to a temporary directory that is removed at the end. Not a pytest module on purpose.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from fleet import generate_fleet  # noqa: E402  (sibling script, not a package)
+
+MARKER = "fleet.json"
+
+
+def out(line: str = "") -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def ensure_fleet(root: Path, clusters: int, seed: int, own_interfaces: bool) -> tuple[Path, dict[str, Any]]:
+    """Generate the fleet of this size, or reuse one a previous run left in ``root``."""
+    folder = root / f"fleet-{clusters}-s{seed}{'-own' if own_interfaces else ''}"
+    marker = folder / MARKER
+    if marker.is_file():
+        return folder, json.loads(marker.read_text(encoding="utf-8"))
+    if folder.exists():
+        shutil.rmtree(folder)
+    started = time.perf_counter()
+    stats = generate_fleet(folder / "snapshots", clusters, seed, own_interfaces)
+    info = {"clusters": stats.clusters, "legacy_clusters": stats.legacy_clusters, "files": stats.files,
+            "bytes": stats.bytes, "violations": stats.violations,
+            "generate_s": round(time.perf_counter() - started, 2)}
+    marker.write_text(json.dumps(info), encoding="utf-8")
+    return folder, info
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process (ru_maxrss is KiB on Linux, bytes on macOS)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+
+
+def measure(folder: Path, use_tracemalloc: bool) -> dict[str, Any]:
+    """The child's work: one scan and every report, timed. Returns the figures."""
+    import tracemalloc
+
+    from scanner.pipeline import run_scan
+    from scanner.render import FORMATS
+
+    if use_tracemalloc:
+        tracemalloc.start()
+    snapshots = folder / "snapshots"
+    t0 = time.perf_counter()
+    report = run_scan([snapshots], policy_path=snapshots / "policy.yaml", rule_paths=[])
+    t1 = time.perf_counter()
+    render_s: dict[str, float] = {}
+    sizes: dict[str, int] = {}
+    for name, render in FORMATS.items():
+        r0 = time.perf_counter()
+        sizes[name] = len(render(report))
+        render_s[name] = round(time.perf_counter() - r0, 3)
+    t2 = time.perf_counter()
+    figures: dict[str, Any] = {
+        "scan_s": round(t1 - t0, 3), "render_s": round(t2 - t1, 3), "render_each_s": render_s,
+        "report_bytes": sizes, "results": len(report.results), "clusters_in_report": len(report.clusters),
+        "summary": report.summary, "peak_rss_mb": round(peak_rss_mb(), 1),
+    }
+    if use_tracemalloc:
+        figures["tracemalloc_peak_mb"] = round(tracemalloc.get_traced_memory()[1] / 2**20, 1)
+    return figures
+
+
+def run_child(folder: Path, use_tracemalloc: bool, memory_limit_gb: float) -> dict[str, Any]:
+    """Measure one fleet in a fresh interpreter, under an address-space limit."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--measure", str(folder),
+           "--memory-limit-gb", str(memory_limit_gb)]
+    if use_tracemalloc:
+        cmd.append("--tracemalloc")
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+        return {"error": f"exit {proc.returncode}: {tail[0]}"}
+    return json.loads(lines[-1])
+
+
+def child_main(folder: Path, use_tracemalloc: bool, memory_limit_gb: float) -> int:
+    if memory_limit_gb > 0:
+        limit = int(memory_limit_gb * 2**30)
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    try:
+        figures = measure(folder, use_tracemalloc)
+    except MemoryError:
+        figures = {"error": f"out of memory (limit {memory_limit_gb:g} GiB)"}
+    out(json.dumps(figures))
+    return 0
+
+
+def default_memory_limit_gb() -> float:
+    """Leave the machine some air: 85 % of physical memory."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 0.0
+    return round(total * 0.85 / 2**30, 1)
+
+
+def print_table(rows: list[tuple[dict[str, Any], dict[str, Any]]]) -> None:
+    head = (f"{'clusters':>8} {'+2008R2':>7} {'files':>7} {'MB in':>7} {'scan s':>8} {'render s':>8} "
+            f"{'total s':>8} {'ms/clu':>7} {'x first':>7} {'peak RSS MB':>11} {'results':>8}")
+    out(head)
+    out("-" * len(head))
+    first: float | None = None
+    for info, fig in rows:
+        lead = (f"{info['clusters']:>8} {info['legacy_clusters']:>7} {info['files']:>7} "
+                f"{info['bytes'] / 1e6:>7.1f}")
+        if "error" in fig:
+            out(f"{lead}  {fig['error']}")
+            continue
+        total = fig["scan_s"] + fig["render_s"]
+        per = 1000 * total / (info["clusters"] + info["legacy_clusters"])
+        first = first or per
+        out(f"{lead} {fig['scan_s']:>8.2f} {fig['render_s']:>8.2f} {total:>8.2f} {per:>7.1f} "
+            f"{per / first:>7.2f} {fig['peak_rss_mb']:>11.0f} {fig['results']:>8}")
+    out()
+    out("ms/clu: (scan + render) per cluster; x first: that figure relative to the smallest fleet "
+        "(about 1.0 all the way down means linear growth).")
+    for info, fig in rows:
+        if "error" not in fig:
+            each = ", ".join(f"{k} {v:.2f}s/{fig['report_bytes'][k] / 1e6:.1f}MB" for k, v in fig["render_each_s"].items())
+            extra = f", tracemalloc peak {fig['tracemalloc_peak_mb']} MB" if "tracemalloc_peak_mb" in fig else ""
+            out(f"{info['clusters']:>5} clusters: generated in {info['generate_s']}s; render {each}{extra}; "
+                f"summary {fig['summary']}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sizes", default="50,500,2000", help="comma-separated cluster counts")
+    ap.add_argument("--seed", type=int, default=2026)
+    ap.add_argument("--workdir", type=Path, help="keep (and reuse) generated fleets here")
+    ap.add_argument("--own-interfaces", action="store_true",
+                    help="nodes list only their own interfaces (a sixteenth of the input volume)")
+    ap.add_argument("--tracemalloc", action="store_true", help="also report Python's traced peak (slower)")
+    ap.add_argument("--memory-limit-gb", type=float, default=default_memory_limit_gb(),
+                    help="address-space limit of each measuring process; 0 for none")
+    ap.add_argument("--measure", type=Path, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.measure:
+        return child_main(args.measure, args.tracemalloc, args.memory_limit_gb)
+
+    sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    root = args.workdir or Path(tempfile.mkdtemp(prefix="lmscan-bench-"))
+    root.mkdir(parents=True, exist_ok=True)
+    rows = []
+    try:
+        for n in sizes:
+            folder, info = ensure_fleet(root, n, args.seed, args.own_interfaces)
+            out(f"fleet of {n} clusters ready ({info['files']} files, {info['bytes'] / 1e6:.0f} MB); measuring ...")
+            rows.append((info, run_child(folder, args.tracemalloc, args.memory_limit_gb)))
+    finally:
+        if args.workdir is None:
+            shutil.rmtree(root, ignore_errors=True)
+    out()
+    print_table(rows)
+    return 1 if any("error" in fig for _, fig in rows) else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
