@@ -151,3 +151,24 @@ def test_demo_scan_has_every_status_it_should():
     s = report.summary
     assert s["fail"] > 0 and s["pass"] > 0 and s["error"] > 0 and s["skip"] > 0
     assert len(report.clusters) >= 3
+
+
+def test_policy_rules_are_evaluated_and_checked(tmp_path):
+    policy = POLICY + """rules:
+  - id: SITE010
+    title: Live-migration network metric below management
+    severity: medium
+    scope: network
+    select: {fact: class, eq: live_migration}
+    expect: {fact: metric, lt: 40000}
+    rationale: keep LM ahead of management in metric order
+    remediation: "(Get-ClusterNetwork | Where-Object Id -eq {{ network.id | psq }}).Metric = 30000"
+"""
+    report = scan(tmp_path, [snapshot("HV01"), snapshot("HV02")], policy)
+    r = by(report, "SITE010")[("network", "LiveMigration")]
+    assert r.status is Status.PASS
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(policy.replace("lt: 40000", "lt: forty"))
+    from scanner.errors import InputError
+    with pytest.raises(InputError, match=r"bad.yaml:\d+: rule SITE010: expect.lt: expected a number"):
+        load_ruleset(bad)
