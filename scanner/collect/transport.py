@@ -527,10 +527,14 @@ def _cleanup(proto: Protocol, run: _Run, shell_id: str | None, command_id: str |
                 except Exception as exc:
                     log.debug("%s: Signal failed: %s", run.endpoint.node, type(exc).__name__)
             run.step = "Delete"
-            try:
-                proto.close_shell(shell_id, close_session=False)
-            except Exception as exc:
-                log.debug("%s: Delete failed: %s", run.endpoint.node, type(exc).__name__)
+            for attempt in (1, 2):  # Delete is idempotent; one retry covers a transient failure
+                try:
+                    proto.close_shell(shell_id, close_session=False)
+                    break
+                except Exception as exc:
+                    log.debug("%s: Delete attempt %d failed: %s", run.endpoint.node, attempt, type(exc).__name__)
+                    if run.remaining() <= 0.05:
+                        break
     finally:
         run.disarm()
         try:
@@ -608,6 +612,11 @@ def _describe(exc: BaseException, run: _Run, step: str, url: str, timeout: str) 
         return "interrupted", "interrupted", True
     if run.aborted == "deadline" or isinstance(exc, _Stop):
         return "timeout", no_answer, False
+    if has(urllib3.exceptions.NameResolutionError):
+        return "connect", f"host name not found ({urlsplit(ep.url).hostname})", True
+    if has(ConnectionRefusedError):
+        return "connect", f"connection refused ({url})", True
+    # (urllib3 2 makes NewConnectionError a ConnectTimeoutError, hence refused/DNS first)
     if has(requests.exceptions.ReadTimeout, urllib3.exceptions.ReadTimeoutError, requests.exceptions.ConnectTimeout,
            urllib3.exceptions.ConnectTimeoutError, TimeoutError, socket.timeout):
         if step == "Receive" and run.poll_clamped:
@@ -625,10 +634,6 @@ def _describe(exc: BaseException, run: _Run, step: str, url: str, timeout: str) 
         return "tls", f"TLS handshake failed: {_tls_detail(exc)} ({url})", True
     if has(requests.exceptions.ProxyError, urllib3.exceptions.ProxyError):
         return "connect", f"proxy error reaching {url}", True
-    if has(urllib3.exceptions.NameResolutionError):
-        return "connect", f"host name not found ({urlsplit(ep.url).hostname})", True
-    if has(ConnectionRefusedError):
-        return "connect", f"connection refused ({url})", True
     if has(ConnectionResetError, http.client.RemoteDisconnected, BrokenPipeError):
         return "connect", f"connection closed by the node during {step} ({url})", True
     if has(urllib3.exceptions.NewConnectionError, OSError) and isinstance(exc, requests.exceptions.ConnectionError):

@@ -216,6 +216,12 @@ def _encode_output(data: bytes | str, codepage: int) -> bytes:
     return data.encode(f"cp{codepage}", errors="replace")
 
 
+def _step_of(body: bytes) -> str:
+    """The last segment of the request's a:Action, found without a full parse."""
+    match = re.search(rb"<a:Action[^>]*>([^<]*)</a:Action>", body)
+    return match.group(1).decode("ascii", "replace").rsplit("/", 1)[-1].strip() if match else "?"
+
+
 def _parse_duration(text: str | None, default: float) -> float:
     match = re.fullmatch(r"PT([0-9.]+)S", (text or "").strip())
     return float(match.group(1)) if match else default
@@ -426,18 +432,19 @@ class _RequestHandler(BaseHTTPRequestHandler):
         if not body:  # pywinrm's empty POST that sets up the encryption context
             self._send(200)
             return
-        step, status = "?", 0
+        entry = LogEntry(_step_of(body), 0, 0.0, path, self.conn_no, encrypted)
+        with fake.lock:
+            fake.log.append(entry)  # in arrival order; status and time filled in when answered
         try:
-            step, status, reply = self._dispatch(body, path)
-            self._send(status, self._encrypt(reply) if encrypted else reply,
+            _, entry.status, reply = self._dispatch(body, path)
+            self._send(entry.status, self._encrypt(reply) if encrypted else reply,
                        f'multipart/encrypted;protocol="{SPNEGO_ENC}";boundary="Encrypted Boundary"'
                        if encrypted else "application/soap+xml;charset=UTF-8")
         except _Abort:
             self.close_connection = True
-            status = -1
+            entry.status = -1
         finally:
-            with fake.lock:
-                fake.log.append(LogEntry(step, status, (time.monotonic() - began) * 1000, path, self.conn_no, encrypted))
+            entry.ms = (time.monotonic() - began) * 1000
 
     # authentication
 
