@@ -101,11 +101,10 @@ def _name_matches(expected: str, reported: str) -> bool:
     return len(short_b) == NETBIOS_MAX and short_a.startswith(short_b)
 
 
-def _is_address(name: str) -> bool:
-    if name.casefold() == "localhost":
-        return True
+def is_ip_address(host: str) -> bool:
+    """True for an IPv4 or IPv6 literal (brackets allowed), False for a host name."""
     try:
-        ipaddress.ip_address(name.strip("[]"))
+        ipaddress.ip_address(host.strip("[]"))
     except ValueError:
         return False
     return True
@@ -145,7 +144,8 @@ def parse_output(job_node: str, run: RunOutput) -> Snapshot:
     except InputError as exc:
         place = f" (at {exc.where})" if exc.where else ""
         raise fail(f"collector output is not an lmscan snapshot: {exc.problem}{place}") from None
-    if not _is_address(job_node) and not _name_matches(job_node, snapshot.node):
+    unnamed = is_ip_address(job_node) or job_node.casefold() == "localhost"
+    if not unnamed and not _name_matches(job_node, snapshot.node):
         raise fail(f"the node answered as {snapshot.node!r}, not {job_node!r}; "
                    "check the inventory's name or endpoint for this node")
     return snapshot

@@ -1,8 +1,8 @@
-"""The collector script, and the one place Python text is put into PowerShell.
+"""The collector script as shipped, with the version and run method filled in.
 
 The collector takes no parameters: the only values Python sets are the collector version and how
-it was run, both placed on marked lines through :func:`ps_quote`, never with f-strings
-(design.md habit 7).
+it was run, both placed on marked lines through :func:`scanner.pwsh.ps_quote`, never with
+f-strings (design.md habit 7).
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 from importlib import resources
 
 from scanner import __version__
+from scanner.pwsh import ps_quote
 
 SCRIPT_NAME = "collect.ps1"
 METHODS = ("script", "winrm")
@@ -17,22 +18,6 @@ METHODS = ("script", "winrm")
 # Lines of collect.ps1 that Python rewrites; each must occur exactly once.
 _VERSION_LINE = "$CollectorVersion = 'dev'"
 _METHOD_LINE = "$CollectorMethod = 'script'"
-
-# PowerShell ends a single-quoted string at any of these; inside one, doubling it makes it literal.
-_SINGLE_QUOTES = frozenset("'\u2018\u2019\u201a\u201b")
-
-
-def ps_quote(value: str) -> str:
-    """Quote ``value`` as a PowerShell single-quoted string literal (no expansion of any kind).
-
-    PowerShell treats the typographic quotes U+2018 to U+201B like ``'``, so each of them is
-    doubled too. NUL is refused: it cannot travel through a script sent as text.
-    """
-    if not isinstance(value, str):
-        raise TypeError(f"ps_quote takes a str, not {type(value).__name__}")
-    if "\x00" in value:
-        raise ValueError("a NUL character cannot be passed to PowerShell")
-    return "'" + "".join(ch + ch if ch in _SINGLE_QUOTES else ch for ch in value) + "'"
 
 
 def _set_line(text: str, marker: str, replacement: str) -> str:

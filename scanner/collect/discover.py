@@ -1,0 +1,124 @@
+"""Find a cluster's members by asking one of them (``discover_from``), before collecting.
+
+The script is fixed text (nothing from the inventory goes into it), runs on Windows
+PowerShell 2.0 too, and prints one ``node:<name>`` line per member so stray host output cannot
+be mistaken for a name. A failed discovery becomes one error outcome for the cluster, never a
+silent scan of nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from scanner.collect.fleet import NodeJob, NodeOutcome
+from scanner.collect.inventory import Discovery
+from scanner.collect.output import is_ip_address, one_line, stderr_message
+from scanner.collect.transport import Endpoint, NodeError, RunOutput
+from scanner.errors import CollectionError
+
+DISCOVERY_SCRIPT = """\
+$ProgressPreference = 'SilentlyContinue'
+$WarningPreference = 'SilentlyContinue'
+try {
+    $ErrorActionPreference = 'Stop'
+    if (-not (Get-Command -Name 'Get-ClusterNode' -ErrorAction SilentlyContinue)) {
+        Import-Module -Name 'FailoverClusters'
+    }
+    foreach ($node in @(Get-ClusterNode)) {
+        Write-Output ('node:' + $node.Name)
+    }
+} catch {
+    [Console]::Error.WriteLine('lmscan discovery failed: ' + $_.Exception.Message)
+    exit 1
+}
+exit 0
+"""
+
+NODE_PREFIX = "node:"
+
+Run = Callable[[Endpoint, str], RunOutput]
+
+
+@dataclass(frozen=True)
+class DiscoveryResult:
+    """The member jobs found for one cluster, or the outcome that says why there are none."""
+
+    cluster: str
+    jobs: tuple[NodeJob, ...]
+    failure: NodeOutcome | None
+
+
+def parse_member_names(run: RunOutput) -> list[str]:
+    """Member names from the discovery script's output; raise ValueError with the reason."""
+    if run.exit_code != 0:
+        message = stderr_message(run.stderr) or one_line(run.stdout.decode("utf-8", errors="replace"))
+        raise ValueError(f"Get-ClusterNode failed (exit code {run.exit_code})" + (f": {message}" if message else ""))
+    text = run.stdout.decode("utf-8", errors="replace").lstrip("\ufeff")
+    names: list[str] = []
+    seen: set[str] = set()
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith(NODE_PREFIX):
+            name = line[len(NODE_PREFIX):].strip()
+            if name and name.casefold() not in seen:
+                seen.add(name.casefold())
+                names.append(name)
+    if not names:
+        raise ValueError("Get-ClusterNode listed no nodes")
+    return names
+
+
+def member_host(name: str, discover_from: str) -> str:
+    """The host name to reach member ``name``: with the domain of ``discover_from`` if it has one.
+
+    Get-ClusterNode gives short names; when the inventory reached the cluster by FQDN
+    (``hv11.contoso.com``), its members are reached the same way (``HV12.contoso.com``).
+    """
+    if "." in name or is_ip_address(discover_from) or "." not in discover_from:
+        return name
+    return f"{name}.{discover_from.split('.', 1)[1]}"
+
+
+def discover_cluster(discovery: Discovery, run: Run) -> DiscoveryResult:
+    """Run the discovery script on ``discovery.endpoint`` and build one job per member."""
+    start = time.monotonic()
+    source = discovery.endpoint.node
+    requests = 0
+    try:
+        output = run(discovery.endpoint, DISCOVERY_SCRIPT)
+        requests = output.requests
+        names = parse_member_names(output)
+    except Exception as exc:  # every failure of one cluster's discovery is that cluster's outcome
+        elapsed = getattr(exc, "elapsed", None)
+        if isinstance(exc, NodeError):
+            reason = exc.reason + (f" after {elapsed:.1f} s" if elapsed is not None else "")
+        elif isinstance(exc, (CollectionError, ValueError)):
+            reason = str(exc)
+        else:
+            reason = f"{type(exc).__name__}: {exc}"
+        failure = NodeOutcome(
+            cluster=discovery.cluster, node=source, snapshot=None,
+            error=f"could not discover nodes from {source}: {one_line(reason)}",
+            elapsed=elapsed if elapsed is not None else time.monotonic() - start, requests=requests,
+        )
+        return DiscoveryResult(discovery.cluster, (), failure)
+    jobs = tuple(NodeJob(discovery.cluster, discovery.member(member_host(n, source))) for n in names)
+    return DiscoveryResult(discovery.cluster, jobs, None)
+
+
+def discover_all(discoveries: Sequence[Discovery], run: Run, workers: int | None = None) -> list[DiscoveryResult]:
+    """Discover every cluster in parallel; results come back in the order given."""
+    if not discoveries:
+        return []
+    pool_size = max(1, min(workers or len(discoveries), len(discoveries)))
+    pool = ThreadPoolExecutor(max_workers=pool_size, thread_name_prefix="lmscan-discover")
+    try:
+        results = list(pool.map(lambda d: discover_cluster(d, run), discoveries))
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)  # Ctrl-C: do not wait for slow nodes
+        raise
+    pool.shutdown()
+    return results
