@@ -31,9 +31,8 @@ def evaluate(rules: Sequence[Rule], clusters: Sequence[Cluster], policy: Policy,
             if override.get("enabled", True) is False:
                 continue
             severity = Severity(override.get("severity", rule.severity.value))
-            for r in _evaluate_rule(rule, cluster, policy):
-                r = _finish(r, severity, policy, today)
-                results.append(r)
+            for item in _evaluate_rule(rule, cluster, policy):
+                results.append(_finish(item, severity, policy, today))
     return results
 
 

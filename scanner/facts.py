@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from scanner.model import Status
-from scanner.normalize import (FAILED, MISSING, OK, UNCOLLECTED, Cluster, Interface, LMSetting, MigrationNetwork,
+from scanner.normalize import (FAILED, MISSING, OK, UNCOLLECTED, Cluster, HostSettings, Interface, LMSetting, MigrationNetwork,
                                Network, Node, VMResource, carries_lm, effective_order)
 from scanner.policy import Policy
 
@@ -479,7 +479,7 @@ def _nd_state(v: NodeView) -> str | None:
     return v.node.state
 
 
-def _host(v: NodeView) -> Any:
+def _host(v: NodeView) -> HostSettings:
     v.need("VMHost")
     if v.node.host is None:
         raise Unavailable(Status.SKIP, f"VMHost reported nothing on {v.node.name}")

@@ -243,7 +243,7 @@ def builtin_pack() -> RulePack:
 
 def load_rule_paths(paths: Sequence[Path]) -> list[RulePack]:
     """Extra packs from files or directories (``*.yaml``/``*.yml``, recursively)."""
-    packs = []
+    packs: list[RulePack] = []
     for p in paths:
         p = Path(p)
         if p.is_dir():

@@ -17,7 +17,7 @@ from typing import Any, Union
 from scanner import values as v
 from scanner.snapshot import Snapshot
 
-IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
+IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]  # noqa: UP007 - a runtime alias
 
 #: Section states at cluster or node level.
 OK, MISSING, FAILED, UNCOLLECTED = "ok", "missing", "failed", "uncollected"
@@ -129,7 +129,7 @@ class Node:
     def section_error(self, section: str) -> str:
         if self.snapshot is None:
             return self.error or "not collected"
-        return self.snapshot.errors.get(section, "")
+        return str(self.snapshot.errors.get(section, ""))
 
 
 @dataclass(frozen=True, slots=True)
@@ -350,26 +350,26 @@ def build_cluster(name: str, snaps: Sequence[Snapshot], failures: Sequence[NodeF
                 node_state.setdefault(short_name(nm), v.as_enum(o.get("State"), v.NODE_STATE))
     by_short = {short_name(s.node): s for s in snaps}
     fail_by_short = {short_name(f.node): f for f in failures}
-    for key, snap in by_short.items():
-        members.setdefault(key, snap.node)
+    for key, reported in by_short.items():
+        members.setdefault(key, reported.node)
     for key, f in fail_by_short.items():
         members.setdefault(key, f.node)
 
     nodes: list[Node] = []
     for key, display in sorted(members.items()):
-        snap = by_short.get(key)
-        if snap is None:
+        found = by_short.get(key)
+        if found is None:
             f = fail_by_short.get(key)
             err = f.error if f else "listed by Get-ClusterNode but no snapshot was collected for it"
             nodes.append(Node(name=display, collected=False, error=err, state=node_state.get(key)))
             continue
-        node_nets = parse_networks(snap.section("ClusterNetwork")) if snap.has("ClusterNetwork") else None
-        node_setting = (parse_setting(v.as_object(snap.section("VirtualMachineResourceType")))
-                        if snap.has("VirtualMachineResourceType") else None)
+        node_nets = parse_networks(found.section("ClusterNetwork")) if found.has("ClusterNetwork") else None
+        node_setting = (parse_setting(v.as_object(found.section("VirtualMachineResourceType")))
+                        if found.has("VirtualMachineResourceType") else None)
         nodes.append(Node(
-            name=snap.node, collected=True, error=None, snapshot=snap, state=node_state.get(key),
-            host=parse_host(snap.section("VMHost")),
-            migration_networks=parse_migration_networks(snap.section("VMMigrationNetwork")),
+            name=found.node, collected=True, error=None, snapshot=found, state=node_state.get(key),
+            host=parse_host(found.section("VMHost")),
+            migration_networks=parse_migration_networks(found.section("VMMigrationNetwork")),
             networks=node_nets, setting=node_setting,
         ))
 
