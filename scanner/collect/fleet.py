@@ -146,7 +146,7 @@ def _collect_one(job: NodeJob, script: str, parse: Callable[[NodeJob, RunOutput]
         requests = requests or err.requests
     except ScannerError as err:
         text = str(err)
-        error, kind = (text if text.startswith(f"{node}: ") else f"{node}: {text}"), "output"
+        error, kind = (text if text.startswith(f"{node}:") else f"{node}: {text}"), "output"
     except Exception as err:  # a bug or surprise in one node must not stop the others
         detail = " ".join(str(err).split())[:200]
         error, kind = f"{node}: unexpected {type(err).__name__}" + (f": {detail}" if detail else ""), "unexpected"
