@@ -32,12 +32,12 @@ from scanner.render._common import (
     finding_key,
     group_by_cluster,
     one_line,
-    parse_time,
     result_key,
     rule_key,
     rule_order,
     status_counts,
     target_label,
+    utc_naive,
 )
 
 #: Above this many passing results the report lists them per rule only (the JSON has all).
@@ -57,7 +57,7 @@ def render_html(report: ScanReport) -> bytes:
     try:
         template = _environment().get_template("report.html.j2")
         page = template.render(css=_stylesheet(), **_view(report))
-        inlined = css_inline.CSSInliner(load_remote_stylesheets=False, keep_at_rules=True,
+        inlined = css_inline.CSSInliner(load_remote_stylesheets=False, keep_at_rules=True, minify_css=True,
                                         keep_link_tags=False).inline(page)
     except (jinja2.TemplateError, css_inline.InlineError) as exc:
         raise RenderError(f"HTML report: the template failed: {exc}") from exc
@@ -90,7 +90,7 @@ def _view(report: ScanReport) -> dict[str, Any]:
     by_cluster = group_by_cluster(report.results)
     infos = {c.name.casefold(): c for c in report.clusters}
 
-    clusters = []
+    clusters: list[dict[str, Any]] = []
     for index, name in enumerate(cluster_names(report), start=1):
         verdict = report.cluster_verdict(name)
         results = by_cluster.get(name.casefold(), [])
@@ -98,7 +98,8 @@ def _view(report: ScanReport) -> dict[str, Any]:
         nodes = info.nodes if info else ()
         counts = status_counts(results)
         collected = [n for n in nodes if n.collected]
-        times = sorted(t for t in (parse_time(n.collected_at) for n in collected) if t)
+        # Sorted as UTC text, so nodes with and without a zone still compare.
+        times = sorted(stamp for n in collected if (stamp := utc_naive(n.collected_at)))
         clusters.append({
             "key": name.casefold(),
             "name": one_line(name),
@@ -111,7 +112,7 @@ def _view(report: ScanReport) -> dict[str, Any]:
             "verdict_css": _VERDICT_CSS[verdict],
             "rank": _VERDICT_RANK[verdict],
             "counts": [counts[s] for s in _STATUS_COLUMNS],
-            "data_from": times[0].strftime("%Y-%m-%d %H:%M") if times else "—",
+            "data_from": times[0][:16].replace("T", " ") if times else "—",
         })
     clusters.sort(key=lambda c: (c["rank"], c["name"].casefold()))
 
@@ -134,9 +135,10 @@ def _view(report: ScanReport) -> dict[str, Any]:
         return len(clusters) <= CLUSTER_ROWS_LIMIT or row["verdict"] != "PASS" or bool(
             row["counts"][_STATUS_COLUMNS.index(Status.WAIVED)])
 
+    overall = _overall(report)
     return {
-        "title": f"lmscan report: {_overall(report)[0]} ({display_time(report.scan.started_at)})",
-        "overall": _overall(report),
+        "title": f"lmscan report: {overall[0]} ({display_time(report.scan.started_at)})",
+        "overall": overall,
         "meta": _meta(report),
         "policy_default": report.scan.policy.default,
         "statuses": [s.value for s in _STATUS_COLUMNS],
@@ -213,8 +215,8 @@ def _meta(report: ScanReport) -> list[dict[str, Any]]:
         ("Tool", [(f"lmscan {one_line(scan.tool_version)}", False)]),
         ("Policy", [(policy[0], False), (policy[1], True)]),
         ("Rule packs", [(p, True) for p in packs] or [("(none)", False)]),
-        ("Fail on", [(f"{floor}: failures of severity {floor} or higher fail the scan "
-                      "(info never does)", False)]),
+        ("Fail on", [((f"{floor}: failures of severity {floor} or higher fail the scan "
+                       "(info never does)"), False)]),
     ]
     return [{"label": label, "lines": [{"text": t, "mono": mono} for t, mono in lines]}
             for label, lines in rows]
@@ -236,7 +238,8 @@ def _uncollected(report: ScanReport) -> list[dict[str, str]]:
 
 
 def _finding(report: ScanReport, r: Result) -> dict[str, Any]:
-    rows = [{"key": "Expected", "value": clean(r.expected), "block": False, "sep": False},
+    rows: list[dict[str, Any]] = [
+            {"key": "Expected", "value": clean(r.expected), "block": False, "sep": False},
             {"key": "Actual", "value": clean(r.actual), "block": False, "sep": False}]
     rows = [row for row in rows if row["value"].strip()]
     evidence = _evidence_rows(r.evidence)
@@ -257,7 +260,6 @@ def _finding(report: ScanReport, r: Result) -> dict[str, Any]:
         "remediation": clean(r.remediation).strip("\n") if r.status is Status.FAIL else "",
         "below_threshold": r.status is Status.FAIL and not counts_toward_verdict(report, r),
         "fail_on": report.scan.fail_on.value,
-        "started": display_time(report.scan.started_at),
         "id": one_line(r.id),
     }
 

@@ -6,7 +6,8 @@ Named ``jsonfmt`` so that nothing in this package can shadow the standard ``json
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Set
+from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 from scanner.model import ScanReport
@@ -14,7 +15,7 @@ from scanner.model import ScanReport
 
 def _fallback(value: Any) -> Any:
     """Make evidence the engine built from sets, enums or addresses serialisable, stably."""
-    if isinstance(value, Set):
+    if isinstance(value, AbstractSet):
         return sorted(value, key=str)
     if isinstance(value, Mapping):
         return dict(value)
