@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from scanner.collect.fleet import NodeJob, NodeOutcome
+    from scanner.collect.fleet import NodeOutcome
     from scanner.collect.inventory import Inventory
     from scanner.collect.progress import Progress
     from scanner.collect.transport import Endpoint, RunOutput
@@ -70,7 +70,7 @@ def collect_inventory(
     each collected snapshot is also written there.
     """
     from scanner.collect.discover import discover_all
-    from scanner.collect.fleet import collect_nodes
+    from scanner.collect.fleet import NodeJob, collect_nodes
     from scanner.collect.output import parse_output
     from scanner.collect.script import collector_script
     from scanner.collect.transport import run_powershell

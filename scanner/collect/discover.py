@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from scanner.collect.fleet import NodeJob, NodeOutcome
 from scanner.collect.inventory import Discovery
 from scanner.collect.output import is_ip_address, one_line, stderr_message
-from scanner.collect.transport import Endpoint, NodeError, RunOutput
+from scanner.collect.transport import Endpoint, NodeError, RunOutput, redact
 from scanner.errors import CollectionError
 
 DISCOVERY_SCRIPT = """\
@@ -91,18 +91,19 @@ def discover_cluster(discovery: Discovery, run: Run) -> DiscoveryResult:
         output = run(discovery.endpoint, DISCOVERY_SCRIPT)
         requests = output.requests
         names = parse_member_names(output)
-    except Exception as exc:  # every failure of one cluster's discovery is that cluster's outcome
+    except Exception as exc:  # noqa: BLE001 - every failure of one cluster's discovery is its outcome
         elapsed = getattr(exc, "elapsed", None)
         if isinstance(exc, NodeError):
             reason = exc.reason + (f" after {elapsed:.1f} s" if elapsed is not None else "")
+            kind, requests = exc.kind, requests or exc.requests
         elif isinstance(exc, (CollectionError, ValueError)):
-            reason = str(exc)
+            reason, kind = str(exc), "output"
         else:
-            reason = f"{type(exc).__name__}: {exc}"
+            reason, kind = f"{type(exc).__name__}: {exc}", "unexpected"
         failure = NodeOutcome(
             cluster=discovery.cluster, node=source, snapshot=None,
-            error=f"could not discover nodes from {source}: {one_line(reason)}",
-            elapsed=elapsed if elapsed is not None else time.monotonic() - start, requests=requests,
+            error=redact(f"could not discover nodes from {source}: {one_line(reason)}", discovery.endpoint),
+            elapsed=elapsed if elapsed is not None else time.monotonic() - start, requests=requests, kind=kind,
         )
         return DiscoveryResult(discovery.cluster, (), failure)
     jobs = tuple(NodeJob(discovery.cluster, discovery.member(member_host(n, source))) for n in names)

@@ -9,6 +9,7 @@ over plain HTTP, TLS not verified) come back as warnings for the CLI to print.
 from __future__ import annotations
 
 import difflib
+import importlib
 import os
 import stat
 from collections.abc import Callable, Mapping
@@ -84,7 +85,7 @@ SCHEMA: dict[str, Any] = {
             "items": {
                 "type": "object",
                 "properties": {
-                    "name": {"type": "string", "minLength": 1},
+                    "name": {"type": "string", "pattern": r"\S", "x-message": "must be a cluster name"},
                     "nodes": {"type": "array", "minItems": 1, "items": _NODE_ENTRY},
                     "discover_from": _NODE_ENTRY,
                     **_SETTINGS,
@@ -178,7 +179,7 @@ def _schema_problem(err: jsonschema.ValidationError) -> tuple[PathT, str]:
     kind, expected, value = err.validator, err.validator_value, err.instance
     if kind == "additionalProperties" and isinstance(value, dict):
         allowed = sorted(err.schema.get("properties", {}))
-        key = sorted(str(k) for k in value if k not in allowed)[0]
+        key = min(str(k) for k in value if k not in allowed)
         if key == "password":
             return path + (key,), ("a clear-text password is not allowed in the inventory; use password_env, "
                                    "password_file, password_keyring or password_prompt")
@@ -236,9 +237,12 @@ class _Builder:
                                  f"(also clusters[{seen_clusters[name.casefold()]}]); cluster names must be unique")
             seen_clusters[name.casefold()] = ci
             has_nodes, has_discovery = "nodes" in cluster, "discover_from" in cluster
-            if has_nodes == has_discovery:
+            if has_nodes and has_discovery:
+                raise self.error(cpath + ("discover_from",), f"cluster '{name}' has both 'nodes' and "
+                                 "'discover_from'; give one of them")
+            if not has_nodes and not has_discovery:
                 raise self.error(cpath, f"cluster '{name}' needs either 'nodes' (a list of hosts) or "
-                                 "'discover_from' (one member to ask for the others), and not both")
+                                 "'discover_from' (one member to ask for the others)")
             levels = [(defaults, ("defaults",)), (cluster, cpath)]
             if has_nodes:
                 nodes = []
@@ -303,7 +307,7 @@ class _Builder:
             url = raw["endpoint"].strip()
             parts = urlsplit(url)
             try:
-                parts.port
+                _ = parts.port
             except ValueError:
                 raise self.error(npath + ("endpoint",), f"{url!r} has a bad port number") from None
             if parts.scheme.lower() not in DEFAULT_PORTS or not parts.hostname:
@@ -414,14 +418,13 @@ class _Builder:
 
     def from_keyring(self, service: str, user: str, where: PathT) -> str:
         try:
-            import keyring  # optional: only needed for password_keyring
-            import keyring.errors
+            keyring = importlib.import_module("keyring")  # optional: only needed for password_keyring
         except ImportError:
             raise self.error(where, "password_keyring needs the keyring package: pip install keyring") from None
         try:
             secret = keyring.get_password(service, user)
-        except keyring.errors.KeyringError as exc:
-            raise self.error(where, f"the system keyring failed: {exc}") from None
+        except Exception as exc:  # noqa: BLE001 - any keyring backend failure, said in one line
+            raise self.error(where, f"the system keyring failed: {type(exc).__name__}: {exc}") from None
         if not secret:
             raise self.error(where, f"no password in the system keyring for service '{service}' and user "
                              f"'{user}'; store one with: keyring set {service} {user}")

@@ -70,21 +70,22 @@ def test_the_password_never_shows_in_repr_warnings_or_errors() -> None:
 # --- every broken inventory names the file, the line and the problem --------------------------
 
 BROKEN = [
-    ("bad-password-in-clear.yaml", 4, "defaults.password: a clear-text password is not allowed in the inventory; "
-                                      "use password_env, password_file, password_keyring or password_prompt"),
+    ("bad-password-in-clear.yaml", 4, ("defaults.password: a clear-text password is not allowed in the inventory; "
+                                      "use password_env, password_file, password_keyring or password_prompt")),
     ("bad-unknown-key.yaml", 10, "clusters[0].nodes[1].transprot: unknown key 'transprot'; did you mean 'transport'?"),
-    ("bad-transport.yaml", 7, "clusters[0].transport: 'digest' is not allowed; use one of: ntlm, kerberos, credssp, "
-                              "basic, certificate"),
+    ("bad-transport.yaml", 7, ("clusters[0].transport: 'digest' is not allowed; use one of: ntlm, kerberos, credssp, "
+                              "basic, certificate")),
     ("bad-scheme.yaml", 3, "defaults.scheme: 'ftp' is not allowed; use one of: https, http"),
     ("bad-no-nodes.yaml", 8, "clusters[1]: cluster 'HVCLU02' needs either 'nodes'"),
-    ("bad-nodes-and-discovery.yaml", 6, "and not both"),
+    ("bad-nodes-and-discovery.yaml", 8, ("clusters[0].discover_from: cluster 'HVCLU01' has both 'nodes' and "
+                                         "'discover_from'; give one of them")),
     ("bad-duplicate-cluster.yaml", 8, "clusters[1].name: cluster 'hvclu01' is listed twice (also clusters[0])"),
-    ("bad-duplicate-node.yaml", 11, "clusters[1].nodes[1]: node 'HV02' is listed twice (also clusters[0].nodes[1], "
-                                    "line 7)"),
+    ("bad-duplicate-node.yaml", 11, ("clusters[1].nodes[1]: node 'HV02' is listed twice (also clusters[0].nodes[1], "
+                                    "line 7)")),
     ("bad-timeout-zero.yaml", 5, "defaults.timeout: 0 must be a number of seconds above 0"),
     ("bad-timeout-text.yaml", 8, "clusters[0].nodes[0].timeout: '2m' must be a number of seconds above 0"),
-    ("bad-basic-over-http.yaml", 7, "lab1: Basic authentication over plain HTTP would send the password in clear "
-                                    "text; use https, or set 'allow_unencrypted: true'"),
+    ("bad-basic-over-http.yaml", 7, ("lab1: Basic authentication over plain HTTP would send the password in clear "
+                                    "text; use https, or set 'allow_unencrypted: true'")),
     ("bad-certificate-over-http.yaml", 7, "lab1: certificate authentication needs https"),
     ("bad-certificate-without-key.yaml", 4, "certificate authentication needs 'cert_key_pem'"),
     ("bad-version.yaml", 1, "lmscan_inventory: unsupported lmscan_inventory version 2; this lmscan reads version 1"),
@@ -92,13 +93,13 @@ BROKEN = [
     ("bad-yaml-syntax.yaml", 5, "invalid YAML"),
     ("bad-duplicate-key.yaml", 8, "duplicate key 'name'"),
     ("bad-node-type.yaml", 9, "clusters[0].nodes[1]: 42 must be a host name or a mapping with 'name'"),
-    ("bad-endpoint-url.yaml", 9, "clusters[0].nodes[0].endpoint: 'ftp://hv01/wsman' must be a URL like "
-                                 "https://host:5986/wsman"),
+    ("bad-endpoint-url.yaml", 9, ("clusters[0].nodes[0].endpoint: 'ftp://hv01/wsman' must be a URL like "
+                                 "https://host:5986/wsman")),
     ("bad-endpoint-port.yaml", 9, "'https://hv01:99999/wsman' has a bad port number"),
     ("bad-endpoint-and-port.yaml", 10, "clusters[0].nodes[0].port: give either 'endpoint' or 'port' for a node"),
     ("bad-missing-username.yaml", 6, "clusters[0].nodes[0]: hv01: ntlm authentication needs a 'username'"),
-    ("bad-no-password-source.yaml", 6, "hv01: no password source for CONTOSO\\svc-lmscan; set password_env, "
-                                       "password_file, password_keyring or password_prompt"),
+    ("bad-no-password-source.yaml", 6, ("hv01: no password source for CONTOSO\\svc-lmscan; set password_env, "
+                                       "password_file, password_keyring or password_prompt")),
     ("bad-two-password-sources.yaml", 7, "give one password source, not password_env and password_file"),
     ("bad-empty-nodes.yaml", 7, "clusters[0].nodes: must not be an empty list"),
     ("bad-host-with-space.yaml", 7, "clusters[0].nodes[1]: 'hv 02' must be a host name or address"),
@@ -121,9 +122,11 @@ def test_every_broken_file_is_tested() -> None:
     assert on_disk == {b[0] for b in BROKEN}
 
 
-def test_missing_file_and_empty_file(tmp_path: Path) -> None:
+def test_missing_file_empty_file_and_blank_cluster_name(tmp_path: Path) -> None:
     assert "cannot read" in bad(tmp_path / "nope.yaml")
     assert "lmscan_inventory" in bad(write(tmp_path, ""))
+    message = bad(write(tmp_path, "lmscan_inventory: 1\nclusters:\n  - {name: ' ', nodes: [a]}\n"))
+    assert message.endswith(":3: clusters[0].name: ' ' must be a cluster name")
 
 
 # --- defaults, clusters and nodes merge --------------------------------------------------------
@@ -201,8 +204,8 @@ clusters:
 """)
     inv = load(path)
     assert [j.endpoint.verify_tls for j in inv.jobs()] == [False, False, True]
-    assert inv.warnings == (f"{path}:5: clusters[0].verify_tls: TLS certificates are not verified: a man in the "
-                            "middle could read the password (n1, n2)",)
+    assert inv.warnings == ((f"{path}:5: clusters[0].verify_tls: TLS certificates are not verified: a man in "
+                             "the middle could read the password (n1, n2)"),)
 
 
 def test_discovery_members_get_the_cluster_settings_not_the_discovery_node_overrides(tmp_path: Path) -> None:
@@ -323,13 +326,11 @@ def test_keyring_lookup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
     store = {("lmscan", "CONTOSO\\svc"): "Pw-from-keyring"}
     fake = types.ModuleType("keyring")
     fake.get_password = lambda service, user: store.get((service, user))  # type: ignore[attr-defined]
-    errors = types.ModuleType("keyring.errors")
-    errors.KeyringError = RuntimeError  # type: ignore[attr-defined]
-    fake.errors = errors  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "keyring", fake)
-    monkeypatch.setitem(sys.modules, "keyring.errors", errors)
     path = write(tmp_path, KEYRING_INVENTORY)
     assert load(path).jobs()[0].endpoint.password == "Pw-from-keyring"
-    store.clear()
+    fake.get_password = lambda service, user: (_ for _ in ()).throw(RuntimeError("locked"))  # type: ignore[attr-defined]
+    assert "the system keyring failed: RuntimeError: locked" in bad(path)
+    fake.get_password = lambda service, user: None  # type: ignore[attr-defined]
     assert "no password in the system keyring for service 'lmscan' and user 'CONTOSO\\svc'; store one with: " \
            "keyring set lmscan CONTOSO\\svc" in bad(path)
