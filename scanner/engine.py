@@ -198,9 +198,9 @@ def _judge_group(rule: Rule, cv: ClusterView, nets: list[NetworkView], target: T
     draft = _draft(rule, VMView(cv, cv.vm), cv, target, summary, [n for n, _ in bad])  # type: ignore[arg-type]
     if not ok and rule.message_fail is not None:
         msgs = [_render(rule.message_fail, _context(rule, n, cv, [n], o)) for n, o in bad]
-        draft.message = f"VM {target.name}: " + "; ".join(msgs)
+        draft.message = "; ".join(msgs)
     elif ok and rule.message_pass is not None:
-        draft.message = f"VM {target.name}: " + "; ".join(
+        draft.message = "; ".join(
             _render(rule.message_pass, _context(rule, n, cv, [], o)) for n, o in outs)
     return draft
 
