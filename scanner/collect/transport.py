@@ -343,6 +343,9 @@ class _Transport(winrm_transport.Transport):
         super().setup_encryption(session)
 
     def _instrument(self, session: requests.Session) -> None:
+        # Nothing from the environment (proxies, netrc, REQUESTS_CA_BUNDLE) may steer a run;
+        # it also saves the proxy-bypass lookups requests would repeat on every request.
+        session.trust_env = False
         if not isinstance(session.get_adapter("http://x"), _Adapter):
             adapter = _Adapter(self.run)
             session.mount("http://", adapter)
@@ -458,6 +461,9 @@ def run_powershell(endpoint: Endpoint, script: str) -> RunOutput:
             failure = exc
         except Exception as exc:  # every library failure becomes one line, see _classify
             failure = _classify(exc, run)
+        except BaseException:  # Ctrl-C in a caller's main thread: clean up quickly, then let it go
+            run.aborted = run.aborted or "interrupted"
+            raise
     finally:
         run.disarm()
         _cleanup(proto, run, shell_id, command_id)

@@ -123,7 +123,8 @@ def test_non_ascii_output_survives_codepage_65001(wsman: Any) -> None:
 
 def test_fake_emulates_codepage_437_so_the_codepage_matters(wsman: Any) -> None:
     srv = wsman(Reply(stdout="Zürich 東京"))
-    proto = winrm.protocol.Protocol(srv.url, transport="basic", username="u", password=SECRET, proxy=None)
+    proto = winrm.protocol.Protocol(srv.url, transport="basic", username="u", password=SECRET, proxy=None,
+                                    ca_trust_path=None)
     shell = proto.open_shell()  # pywinrm's default codepage 437
     cmd = proto.run_command(shell, "ipconfig")
     out, _, _ = proto.get_command_output(shell, cmd)
@@ -373,7 +374,7 @@ def test_create_answer_without_shell_id(wsman: Any, caplog: pytest.LogCaptureFix
 
 def test_fake_enforces_cmd_exe_limit_that_the_stdin_bootstrap_avoids(wsman: Any) -> None:
     srv = wsman(Reply(stdout="ran"))
-    session = winrm.Session(srv.url, auth=("u", SECRET), transport="basic", proxy=None)
+    session = winrm.Session(srv.url, auth=("u", SECRET), transport="basic", proxy=None, ca_trust_path=None)
     too_long = session.run_ps("x" * 3062)
     assert (too_long.status_code, too_long.std_err.strip()) == (1, b"The command line is too long.")
     assert run_powershell(endpoint(srv), "x" * 300_000).stdout == b"ran"
@@ -430,3 +431,39 @@ def test_handler_sees_the_virtual_node_path(wsman: Any) -> None:
 
     srv = wsman(answer)
     assert run_powershell(endpoint(srv, url=srv.url_for("HV42/wsman")), "x").stdout == b"/HV42/wsman"
+
+
+def test_password_appears_nowhere_on_healthy_runs_either(wsman: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """Happy Basic and NTLM runs with every logger at DEBUG, progress output included."""
+    import io
+
+    from scanner.collect.fleet import NodeJob, collect_nodes
+    from scanner.collect.progress import Progress
+
+    caplog.set_level(logging.DEBUG)
+    basic = wsman(Reply(stdout=snapshot_json()))
+    ntlm = wsman(Reply(stdout=snapshot_json()), auth="ntlm", username="CONTOSO\\svc")
+    jobs = [NodeJob("C", endpoint(basic, "HV01")),
+            NodeJob("C", endpoint(ntlm, "HV02", transport="ntlm", username="CONTOSO\\svc")),
+            NodeJob("C", endpoint(basic, "HV03", password="wrong-" + SECRET))]
+    stream = io.StringIO()
+    outcomes = collect_nodes(jobs, "x", lambda j, o: parse_snapshot(o.stdout, j.endpoint.node),
+                             progress=Progress(stream, isatty=False))
+    assert [o.error is None for o in outcomes] == [True, True, False]
+    everything = caplog.text + stream.getvalue() + repr(outcomes) + repr(jobs)
+    assert "HV03: authentication failed (basic)" in everything
+    for secret in secret_forms():
+        assert secret not in everything
+
+
+def test_ctrl_c_in_a_sequential_caller_still_cleans_up(wsman: Any) -> None:
+    import os
+    import signal
+
+    srv = wsman(NeverFinishes())
+    threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT)).start()
+    began = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        run_powershell(endpoint(srv, timeout=30), "x")
+    assert time.monotonic() - began < 2.5
+    assert srv.steps()[-2:] == ["Signal", "Delete"]
