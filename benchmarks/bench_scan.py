@@ -62,7 +62,7 @@ def peak_rss_mb() -> float:
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
 
-def measure(folder: Path, use_tracemalloc: bool) -> dict[str, Any]:
+def measure(folder: Path, use_tracemalloc: bool, formats: list[str] | None = None) -> dict[str, Any]:
     """The child's work: one scan and every report, timed. Returns the figures."""
     import tracemalloc
 
@@ -78,6 +78,8 @@ def measure(folder: Path, use_tracemalloc: bool) -> dict[str, Any]:
     render_s: dict[str, float] = {}
     sizes: dict[str, int] = {}
     for name, render in FORMATS.items():
+        if formats is not None and name not in formats:
+            continue
         r0 = time.perf_counter()
         sizes[name] = len(render(report))
         render_s[name] = round(time.perf_counter() - r0, 3)
@@ -92,10 +94,13 @@ def measure(folder: Path, use_tracemalloc: bool) -> dict[str, Any]:
     return figures
 
 
-def run_child(folder: Path, use_tracemalloc: bool, memory_limit_gb: float) -> dict[str, Any]:
+def run_child(folder: Path, use_tracemalloc: bool, memory_limit_gb: float,
+              formats: list[str] | None) -> dict[str, Any]:
     """Measure one fleet in a fresh interpreter, under an address-space limit."""
     cmd = [sys.executable, str(Path(__file__).resolve()), "--measure", str(folder),
            "--memory-limit-gb", str(memory_limit_gb)]
+    if formats is not None:
+        cmd += ["--formats", ",".join(formats)]
     if use_tracemalloc:
         cmd.append("--tracemalloc")
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -106,12 +111,12 @@ def run_child(folder: Path, use_tracemalloc: bool, memory_limit_gb: float) -> di
     return json.loads(lines[-1])
 
 
-def child_main(folder: Path, use_tracemalloc: bool, memory_limit_gb: float) -> int:
+def child_main(folder: Path, use_tracemalloc: bool, memory_limit_gb: float, formats: list[str] | None) -> int:
     if memory_limit_gb > 0:
         limit = int(memory_limit_gb * 2**30)
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     try:
-        figures = measure(folder, use_tracemalloc)
+        figures = measure(folder, use_tracemalloc, formats)
     except MemoryError:
         figures = {"error": f"out of memory (limit {memory_limit_gb:g} GiB)"}
     out(json.dumps(figures))
@@ -165,10 +170,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tracemalloc", action="store_true", help="also report Python's traced peak (slower)")
     ap.add_argument("--memory-limit-gb", type=float, default=default_memory_limit_gb(),
                     help="address-space limit of each measuring process; 0 for none")
+    ap.add_argument("--formats", help="comma-separated report formats to render (default: all of FORMATS)")
     ap.add_argument("--measure", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    formats = [f.strip() for f in args.formats.split(",") if f.strip()] if args.formats else None
     if args.measure:
-        return child_main(args.measure, args.tracemalloc, args.memory_limit_gb)
+        return child_main(args.measure, args.tracemalloc, args.memory_limit_gb, formats)
 
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     root = args.workdir or Path(tempfile.mkdtemp(prefix="lmscan-bench-"))
@@ -178,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         for n in sizes:
             folder, info = ensure_fleet(root, n, args.seed, args.own_interfaces)
             out(f"fleet of {n} clusters ready ({info['files']} files, {info['bytes'] / 1e6:.0f} MB); measuring ...")
-            rows.append((info, run_child(folder, args.tracemalloc, args.memory_limit_gb)))
+            rows.append((info, run_child(folder, args.tracemalloc, args.memory_limit_gb, formats)))
     finally:
         if args.workdir is None:
             shutil.rmtree(root, ignore_errors=True)

@@ -100,3 +100,23 @@ def test_case_snapshots_are_valid() -> None:
         snaps = read_snapshots([case])
         assert snaps, case.name
         assert {s.cluster_name() for s in snaps} != {None}, case.name
+
+
+def test_demo_tells_its_story() -> None:
+    """The shipped demo: findings in three clusters, one unreachable node, one clean cluster."""
+    from scanner.pipeline import run_scan
+
+    demo = Path(__file__).resolve().parents[1] / "scanner" / "demo"
+    report = run_scan([demo], policy_path=demo / "policy.yaml", rule_paths=[])
+    bad = {(r.cluster, r.rule, r.target.name, str(getattr(r.status, "value", r.status)))
+           for r in report.results if str(getattr(r.status, "value", r.status)) in ("fail", "error")}
+    assert {c.name for c in report.clusters} == {"HVCLU08", "HVCLU19", "AZLCLU01", "HVCLU22"}
+    assert {
+        ("HVCLU08", "LM001", "APP02", "fail"),          # 2008 R2 VM drifted onto iSCSI
+        ("HVCLU19", "LM002", "Management", "fail"),     # management carries LM ...
+        ("HVCLU19", "LM006", "HVCLU19", "fail"),        # ... and is first in the order
+        ("HVCLU19", "HOST002", "HV19-N3", "fail"),
+        ("AZLCLU01", "LM004", "Cluster Network 2", "fail"),  # partitioned BMC network
+        ("AZLCLU01", "LM010", "AZLCLU01", "error"),     # AZL-N04 not collected
+    } <= bad
+    assert not {b for b in bad if b[0] == "HVCLU22"}, "the 2022 cluster is the clean one"
