@@ -284,20 +284,24 @@ class _Run:
             raise _Stop(self.aborted or "interrupted")
 
 
-class _TrackedHTTPConnection(HTTPConnection):
+class _TracksSocket:
+    """Registers each new socket (TLS-wrapped for https) with the run of the current thread."""
+
+    sock: socket.socket | None
+
     def connect(self) -> None:
-        super().connect()
+        super().connect()  # type: ignore[misc]
         run = getattr(_local, "run", None)
         if run is not None and self.sock is not None:
             run.track(self.sock)
 
 
-class _TrackedHTTPSConnection(HTTPSConnection):
-    def connect(self) -> None:
-        super().connect()
-        run = getattr(_local, "run", None)
-        if run is not None and self.sock is not None:
-            run.track(self.sock)
+class _TrackedHTTPConnection(_TracksSocket, HTTPConnection):
+    pass
+
+
+class _TrackedHTTPSConnection(_TracksSocket, HTTPSConnection):
+    pass
 
 
 class _TrackedPool(HTTPConnectionPool):
