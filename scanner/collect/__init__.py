@@ -70,7 +70,7 @@ def collect_inventory(
     each collected snapshot is also written there.
     """
     from scanner.collect.discover import discover_all
-    from scanner.collect.fleet import NodeJob, collect_nodes
+    from scanner.collect.fleet import NodeJob, NodeOutcome, collect_nodes
     from scanner.collect.output import parse_output
     from scanner.collect.script import collector_script
     from scanner.collect.transport import run_powershell
@@ -87,8 +87,15 @@ def collect_inventory(
     def parse(job: NodeJob, output: RunOutput) -> Snapshot:
         return parse_output(job.endpoint.node, output)
 
-    collected = collect_nodes(jobs, collector_script(method="winrm"), parse, workers=workers,
-                              progress=progress, run=runner) if jobs else []
+    if any(r.failure is not None and r.failure.kind == "interrupted" for r in discovered.values()):
+        # Ctrl-C during discovery: start nothing new, say so for every node.
+        collected = [NodeOutcome(j.cluster, j.endpoint.node, None, f"{j.endpoint.node}: interrupted", 0.0, 0,
+                                 "interrupted") for j in jobs]
+    elif jobs:
+        collected = collect_nodes(jobs, collector_script(method="winrm"), parse, workers=workers,
+                                  progress=progress, run=runner)
+    else:
+        collected = []
     by_cluster: dict[str, list[NodeOutcome]] = {}
     for outcome in collected:
         by_cluster.setdefault(outcome.cluster, []).append(outcome)

@@ -10,13 +10,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
-from scanner.collect.fleet import NodeJob, NodeOutcome
+from scanner.collect.fleet import INTERRUPT_GRACE, TICK, NodeJob, NodeOutcome
 from scanner.collect.inventory import Discovery
 from scanner.collect.output import is_ip_address, one_line, stderr_message
-from scanner.collect.transport import Endpoint, NodeError, RunOutput, redact
+from scanner.collect.transport import (
+    Cancellation,
+    Endpoint,
+    NodeError,
+    RunOutput,
+    redact,
+)
 from scanner.errors import CollectionError
 
 DISCOVERY_SCRIPT = """\
@@ -110,16 +116,46 @@ def discover_cluster(discovery: Discovery, run: Run) -> DiscoveryResult:
     return DiscoveryResult(discovery.cluster, jobs, None)
 
 
-def discover_all(discoveries: Sequence[Discovery], run: Run, workers: int | None = None) -> list[DiscoveryResult]:
-    """Discover every cluster in parallel; results come back in the order given."""
+def _interrupted(discovery: Discovery) -> DiscoveryResult:
+    source = discovery.endpoint.node
+    return DiscoveryResult(discovery.cluster, (), NodeOutcome(
+        discovery.cluster, source, None, f"could not discover nodes from {source}: interrupted", 0.0, 0,
+        "interrupted"))
+
+
+def discover_all(discoveries: Sequence[Discovery], run: Run, workers: int | None = None, *,
+                 grace: float = INTERRUPT_GRACE) -> list[DiscoveryResult]:
+    """Discover every cluster in parallel; results come back in the order given.
+
+    Ctrl-C behaves as in the fleet: runs in flight are told to stop, and after ``grace``
+    seconds the unfinished clusters come back as "interrupted" instead of raising.
+    """
     if not discoveries:
         return []
-    pool_size = max(1, min(workers or len(discoveries), len(discoveries)))
-    pool = ThreadPoolExecutor(max_workers=pool_size, thread_name_prefix="lmscan-discover")
+    cancel = Cancellation()
+
+    def one(discovery: Discovery) -> DiscoveryResult:
+        with cancel.applies():
+            return discover_cluster(discovery, run)
+
+    pool = ThreadPoolExecutor(max_workers=max(1, min(workers or len(discoveries), len(discoveries))),
+                              thread_name_prefix="lmscan-discover")
+    futures: list[Future[DiscoveryResult]] = []
     try:
-        results = list(pool.map(lambda d: discover_cluster(d, run), discoveries))
-    except BaseException:
-        pool.shutdown(wait=False, cancel_futures=True)  # Ctrl-C: do not wait for slow nodes
-        raise
-    pool.shutdown()
-    return results
+        for discovery in discoveries:
+            futures.append(pool.submit(one, discovery))
+        pending = set(futures)
+        while pending:
+            _, pending = wait(pending, timeout=TICK)
+    except KeyboardInterrupt:
+        cancel.cancel()
+        for fut in futures:
+            fut.cancel()
+        try:
+            wait(futures, timeout=grace)
+        except KeyboardInterrupt:
+            pass  # a second Ctrl-C: stop waiting at once
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+    done = [f.result() if f.done() and not f.cancelled() else _interrupted(d) for d, f in zip(discoveries, futures, strict=False)]
+    return done + [_interrupted(d) for d in discoveries[len(futures):]]

@@ -217,3 +217,29 @@ def test_cli_collect_and_scan_with_an_inventory(tmp_path: Path, fleet: FakeWSMan
     assert [nodes[k]["collected"] for k in sorted(nodes)] == [True, True, True, False]
     assert "authentication failed" in nodes[("LAB", "LAB1")]["error"]
     assert SECRET not in report.read_text() and SECRET not in capsys.readouterr().err
+
+
+def test_ctrl_c_during_discovery_collects_nothing_and_says_interrupted(tmp_path: Path) -> None:
+    import _thread
+    import threading
+
+    inv = load_inventory(write_inventory(tmp_path), environ={"PW": "Pw-unit-1", "PW_LAB": "Pw-unit-2"})
+    release = threading.Event()
+    collected: list[str] = []
+
+    def run(endpoint: Endpoint, script: str) -> RunOutput:
+        if script == DISCOVERY_SCRIPT:
+            _thread.interrupt_main()
+            release.wait(5)
+            return ok("node:HV21\r\n")
+        collected.append(endpoint.node)
+        return ok(recorded("hv01-2019.json", endpoint.node))
+
+    try:
+        outcomes = collect_inventory(inv, run=run, save_dir=tmp_path / "out")
+    finally:
+        release.set()
+    assert collected == []
+    assert [(o.node, o.kind) for o in outcomes] == [
+        ("HV01", "interrupted"), ("HV02", "interrupted"), ("seed", "interrupted"), ("LAB1", "interrupted")]
+    assert all(o.error and o.error.endswith("interrupted") for o in outcomes)

@@ -131,3 +131,28 @@ clusters:
     result = discover_cluster(d, lambda ep, s: out(b"node:HV11\r\nnode:HV12\r\n"))
     assert [j.endpoint.url for j in result.jobs] == ["http://HV11.contoso.com:15985/wsman",
                                                     "http://HV12.contoso.com:15985/wsman"]
+
+
+def test_ctrl_c_during_discovery_returns_interrupted_outcomes_quickly() -> None:
+    import _thread
+
+    release = threading.Event()
+
+    def run(ep: Endpoint, script: str) -> RunOutput:
+        if ep.node == "fast.contoso.com":
+            return out(b"node:F1\r\n")
+        _thread.interrupt_main()  # what Ctrl-C does to the thread waiting on the pool
+        release.wait(5)
+        return out(b"node:S1\r\n")
+
+    items = [discovery("fast.contoso.com", "FAST"), discovery("slow.contoso.com", "SLOW")]
+    start = time.monotonic()
+    try:
+        results = discover_all(items, run, workers=1, grace=0.2)
+    finally:
+        release.set()
+    assert time.monotonic() - start < 3
+    assert results[0].failure is None and [j.endpoint.node for j in results[0].jobs] == ["F1.contoso.com"]
+    failure = results[1].failure
+    assert failure is not None and failure.kind == "interrupted"
+    assert failure.error == "could not discover nodes from slow.contoso.com: interrupted"
