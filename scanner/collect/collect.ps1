@@ -1,8 +1,8 @@
 # lmscan collector: prints this node's snapshot (lmscan contracts section 1) as one JSON document.
-# Read-only. Windows PowerShell 2.0 (Server 2008 R2) to 5.1 and PowerShell 7. By hand:
-#   powershell -NoProfile -ExecutionPolicy Bypass -File collect.ps1 > node.json
-# Dumb on purpose: lmscan interprets enums, id lists and subnets. PowerShell 2.0 has no
-# ConvertTo-Json, so a small serializer writes the JSON, escaping non-ASCII: output is ASCII.
+# Read-only; Windows PowerShell 2.0 (Server 2008 R2) to 5.1 and PowerShell 7. Run it as its own
+# process: powershell -NoProfile -ExecutionPolicy Bypass -File collect.ps1 > node.json
+# Dumb on purpose (lmscan interprets enums, id lists, subnets). No ConvertTo-Json in 2.0, so a
+# small serializer writes the JSON, escaping non-ASCII: the output is ASCII.
 
 $CollectorVersion = 'dev'
 $CollectorMethod = 'script'
@@ -36,44 +36,36 @@ function ConvertTo-JsonString {
 
 function ConvertTo-JsonText {
     param($Value)
-    if ($null -eq $Value) {
-        'null'
-    } elseif ($Value -is [string] -or $Value -is [char] -or $Value -is [guid]) {
-        ConvertTo-JsonString $Value
-    } elseif ($Value -is [bool]) {
-        ([string]$Value).ToLowerInvariant()
-    } elseif ($Value -is [System.Enum]) {
-        ([long]$Value).ToString($Invariant)
-    } elseif ($Value -is [double] -or $Value -is [float]) {
-        if ([double]::IsNaN($Value) -or [double]::IsInfinity($Value)) {
-            'null'
-        } else {
-            $Value.ToString('R', $Invariant)
-        }
-    } elseif ($NumberTypes -contains $Value.GetType().Name) {
-        $Value.ToString($Invariant)
-    } elseif ($Value -is [datetime]) {
-        ConvertTo-JsonString ($Value.ToUniversalTime().ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", $Invariant))
-    } elseif ($Value -is [System.Collections.IDictionary]) {
+    if ($null -eq $Value) { return 'null' }
+    if ($Value -is [string] -or $Value -is [char] -or $Value -is [guid]) { return ConvertTo-JsonString $Value }
+    if ($Value -is [bool]) { return ([string]$Value).ToLowerInvariant() }
+    if ($Value -is [System.Enum]) { return ([long]$Value).ToString($Invariant) }
+    if ($Value -is [double] -or $Value -is [float]) {
+        if ([double]::IsNaN($Value) -or [double]::IsInfinity($Value)) { return 'null' }
+        return $Value.ToString('R', $Invariant)
+    }
+    if ($NumberTypes -contains $Value.GetType().Name) { return $Value.ToString($Invariant) }
+    if ($Value -is [datetime]) {
+        return ConvertTo-JsonString ($Value.ToUniversalTime().ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", $Invariant))
+    }
+    if ($Value -is [System.Collections.IDictionary]) {
         $items = @(foreach ($entry in $Value.GetEnumerator()) {
             (ConvertTo-JsonString $entry.Key) + ':' + (ConvertTo-JsonText $entry.Value)
         })
-        '{' + [string]::Join(',', $items) + '}'
-    } elseif ($Value -is [System.Collections.IEnumerable]) {
-        $items = @(foreach ($item in $Value) {
-            ConvertTo-JsonText $item
-        })
-        '[' + [string]::Join(',', $items) + ']'
-    } else {
-        # Any other object (a cluster node, a network...) is flattened to what it prints as.
-        ConvertTo-JsonString $Value
+        return '{' + [string]::Join(',', $items) + '}'
     }
+    if ($Value -is [System.Collections.IEnumerable]) {
+        $items = @(foreach ($item in $Value) { ConvertTo-JsonText $item })
+        return '[' + [string]::Join(',', $items) + ']'
+    }
+    # Any other object (a cluster node, a network...) is flattened to what it prints as.
+    ConvertTo-JsonString $Value
 }
 
 function Get-Name {
     # A nested object (network, node, group, resource type) flattened to its name.
     param($InputObject)
-    if ($null -ne $InputObject -and $InputObject -isnot [string] -and $null -ne $InputObject.PSObject.Properties['Name']) {
+    if ($InputObject -isnot [string] -and $null -ne $InputObject -and $InputObject.PSObject.Properties['Name']) {
         return [string]$InputObject.Name
     }
     $InputObject
@@ -258,7 +250,14 @@ try {
     $document['collector'] = $collector
     $document['sections'] = $Sections
     $document['errors'] = $Failures
-    Write-Output (ConvertTo-JsonText $document)
+    $json = ConvertTo-JsonText $document
+    if ($CollectorMethod -eq 'winrm' -or $PSVersionTable.PSVersion.Major -lt 3) {
+        # PowerShell 2.0 wraps Write-Output at the console width even when redirected.
+        [Console]::Out.WriteLine($json)
+        [Console]::Out.Flush()
+    } else {
+        Write-Output $json
+    }
     $Succeeded = $true
 } catch {
     [Console]::Error.WriteLine('lmscan collector failed: ' + $_.Exception.Message)

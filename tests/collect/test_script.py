@@ -208,7 +208,20 @@ def test_quiet_streams_utf8_and_explicit_exit(script: str) -> None:
     lines = [line for line in script.strip().splitlines() if line.strip()]
     assert lines[-1] == "exit 1"
     assert lines[-4:-1] == ["if ($Succeeded) {", "    exit 0", "}"]
-    assert script.count("Write-Output") == 1  # one document, nothing else on stdout
+    code = [line for line in script.splitlines() if not line.lstrip().startswith("#")]
+    assert sum("Write-Output" in line for line in code) == 1  # one document, nothing else on stdout
+    assert sum("[Console]::Out.Write" in line for line in code) == 1
+
+
+def test_output_is_not_wrapped_by_powershell_2_or_over_winrm(script: str) -> None:
+    # PowerShell 2.0 hard-wraps Write-Output at the console width even when redirected
+    # (dotnet/coreclr#58); over WinRM the script is always its own process, so write stdout directly.
+    tail = script[script.index("$json = ConvertTo-JsonText $document"):]
+    branch = "if ($CollectorMethod -eq 'winrm' -or $PSVersionTable.PSVersion.Major -lt 3) {"
+    assert branch in tail
+    direct = tail[tail.index(branch):tail.index("} else {")]
+    assert "[Console]::Out.WriteLine($json)" in direct and "[Console]::Out.Flush()" in direct
+    assert "Write-Output $json" in tail[tail.index("} else {"):]
 
 
 def test_json_escaping_covers_quotes_backslash_control_and_non_ascii(script: str) -> None:
