@@ -79,7 +79,7 @@ SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
         "lmscan_inventory": {"const": INVENTORY_VERSION},
-        "defaults": {"type": "object", "properties": _SETTINGS, "additionalProperties": False},
+        "defaults": {"type": ["object", "null"], "properties": _SETTINGS, "additionalProperties": False},
         "clusters": {
             "type": "array", "minItems": 1,
             "items": {

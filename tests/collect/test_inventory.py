@@ -171,6 +171,11 @@ clusters:
     assert [j.endpoint.password for j in inv.jobs()] == ["Pw-from-env", "Pw-from-file"]
 
 
+def test_empty_defaults_are_allowed(tmp_path: Path) -> None:
+    inv = load(write(tmp_path, "lmscan_inventory: 1\ndefaults:\nclusters:\n  - {name: K, transport: kerberos, nodes: [k1]}\n"))
+    assert inv.jobs()[0].endpoint.url == "https://k1:5986/wsman"
+
+
 def test_kerberos_needs_no_password_and_certificate_uses_files(tmp_path: Path) -> None:
     (tmp_path / "c.pem").write_text("x")
     (tmp_path / "k.pem").write_text("x")
