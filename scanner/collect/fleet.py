@@ -16,7 +16,14 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 from scanner.collect.progress import Progress
-from scanner.collect.transport import Cancellation, Endpoint, NodeError, RunOutput, redact, run_powershell
+from scanner.collect.transport import (
+    Cancellation,
+    Endpoint,
+    NodeError,
+    RunOutput,
+    redact,
+    run_powershell,
+)
 from scanner.errors import ScannerError
 from scanner.snapshot import Snapshot
 
@@ -147,7 +154,7 @@ def _collect_one(job: NodeJob, script: str, parse: Callable[[NodeJob, RunOutput]
     except ScannerError as err:
         text = str(err)
         error, kind = (text if text.startswith(f"{node}:") else f"{node}: {text}"), "output"
-    except Exception as err:  # a bug or surprise in one node must not stop the others
+    except Exception as err:  # noqa: BLE001  (a bug or surprise in one node must not stop the others)
         detail = " ".join(str(err).split())[:200]
         error, kind = f"{node}: unexpected {type(err).__name__}" + (f": {detail}" if detail else ""), "unexpected"
     return NodeOutcome(job.cluster, node, None, redact(error, job.endpoint), time.monotonic() - began,

@@ -443,7 +443,7 @@ def run_powershell(endpoint: Endpoint, script: str) -> RunOutput:
     if cancel is not None and not cancel._attach(run):
         raise NodeError(endpoint.node, "interrupted", "interrupted", 0.0)
     _local.run = run
-    proto = _protocol(endpoint, run)
+    proto: Protocol | None = None
     shell_id: str | None = None
     command_id: str | None = None
     failure: NodeError | None = None
@@ -451,6 +451,11 @@ def run_powershell(endpoint: Endpoint, script: str) -> RunOutput:
     try:
         run.arm()
         try:
+            try:
+                proto = _protocol(endpoint, run)
+            except Exception as exc:  # noqa: BLE001  (pywinrm validates its arguments here)
+                raise NodeError(endpoint.node, "config", redact(_one_line(f"{type(exc).__name__}: {exc}"),
+                                                                 endpoint)) from None
             shell_id = _open_shell(proto, run)
             run.step = "Command"
             command_id = proto.run_command(shell_id, _COMMAND, _ARGS, console_mode_stdin=False)
@@ -463,14 +468,15 @@ def run_powershell(endpoint: Endpoint, script: str) -> RunOutput:
             result = _receive_all(proto, run, shell_id, command_id)
         except NodeError as exc:
             failure = exc
-        except Exception as exc:  # every library failure becomes one line, see _classify
+        except Exception as exc:  # noqa: BLE001  (every library failure becomes one line, see _classify)
             failure = _classify(exc, run)
         except BaseException:  # Ctrl-C in a caller's main thread: clean up quickly, then let it go
             run.aborted = run.aborted or "interrupted"
             raise
     finally:
         run.disarm()
-        _cleanup(proto, run, shell_id, command_id)
+        if proto is not None:
+            _cleanup(proto, run, shell_id, command_id)
         _local.run = None
         if cancel is not None:
             cancel._detach(run)
@@ -534,14 +540,14 @@ def _cleanup(proto: Protocol, run: _Run, shell_id: str | None, command_id: str |
                 run.step = "Signal"
                 try:
                     proto.cleanup_command(shell_id, command_id)
-                except Exception as exc:
+                except Exception as exc:  # noqa: BLE001  (cleanup is best effort)
                     log.debug("%s: Signal failed: %s", run.endpoint.node, type(exc).__name__)
             run.step = "Delete"
             for attempt in (1, 2):  # Delete is idempotent; one retry covers a transient failure
                 try:
                     proto.close_shell(shell_id, close_session=False)
                     break
-                except Exception as exc:
+                except Exception as exc:  # noqa: BLE001  (cleanup is best effort)
                     log.debug("%s: Delete attempt %d failed: %s", run.endpoint.node, attempt, type(exc).__name__)
                     if run.remaining() <= 0.05:
                         break
@@ -549,8 +555,8 @@ def _cleanup(proto: Protocol, run: _Run, shell_id: str | None, command_id: str |
         run.disarm()
         try:
             proto.transport.close_session()
-        except Exception:  # closing a pool cannot matter to the outcome
-            pass
+        except Exception as exc:  # noqa: BLE001  (closing a pool cannot change the outcome)
+            log.debug("%s: closing the HTTP session failed: %s", run.endpoint.node, type(exc).__name__)
 
 
 # --- turning exceptions into one line -------------------------------------------------------

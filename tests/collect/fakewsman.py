@@ -32,10 +32,10 @@ import threading
 import time
 import uuid
 import xml.etree.ElementTree as ET
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Union
+from typing import Any, Union, cast
 from xml.sax.saxutils import escape
 
 NS = {
@@ -144,8 +144,8 @@ class Drop:
     reset: bool = True
 
 
-Action = Union[Fault, Hang, Trickle, RawHTTP, Drop]
-Outcome = Union[Reply, NeverFinishes]
+Action = Union[Fault, Hang, Trickle, RawHTTP, Drop]  # noqa: UP007 (a runtime alias; | needs 3.10 objects)
+Outcome = Union[Reply, NeverFinishes]  # noqa: UP007
 Handler = Callable[[CommandRequest], Outcome]
 
 
@@ -194,7 +194,7 @@ def clixml_error(message: str) -> bytes:
     return (
         "#< CLIXML\r\n<Objs Version=\"1.1.0.1\" xmlns=\"http://schemas.microsoft.com/powershell/2004/04\">"
         f"<S S=\"Error\">{text}_x000D__x000A_</S></Objs>"
-    ).encode("utf-8")
+    ).encode()
 
 
 def decode_encoded_command(command_line: str) -> str | None:
@@ -235,7 +235,7 @@ class FakeWSMan:
 
     def __init__(
         self,
-        handler: Handler | Outcome = Reply(),
+        handler: Handler | Outcome | None = None,
         *,
         username: str = "u",
         password: str = "p",
@@ -248,7 +248,12 @@ class FakeWSMan:
     ) -> None:
         if auth not in ("basic", "ntlm", "certificate"):
             raise ValueError(f"unsupported auth {auth!r}")
-        self.handler: Handler = handler if callable(handler) else (lambda _req, _o=handler: _o)
+        outcome = Reply() if handler is None else handler
+        if callable(outcome):
+            self.handler: Handler = outcome
+        else:
+            fixed: Outcome = outcome
+            self.handler = lambda _req: fixed
         self.username = username
         self.password = password
         self.auth = auth
@@ -317,7 +322,7 @@ class FakeWSMan:
                 os.environ["NTLM_USER_FILE"] = self._saved_env
             self._ntlm_file = None
 
-    def __enter__(self) -> FakeWSMan:
+    def __enter__(self) -> FakeWSMan:  # noqa: PYI034  (typing.Self needs 3.11)
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -409,7 +414,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
     # plumbing
 
     def _send(self, status: int, body: bytes = b"", content_type: str | None = "application/soap+xml;charset=UTF-8",
-              headers: list[tuple[str, str]] = (), declared_length: int | None = None) -> None:
+              headers: Sequence[tuple[str, str]] = (), declared_length: int | None = None) -> None:
         """Status line, headers and body in ONE write (with Nagle off, no 40 ms stalls)."""
         reason = self.responses.get(status, ("",))[0]
         lines = [f"HTTP/1.1 {status} {reason}", "Server: Microsoft-HTTPAPI/2.0",
@@ -465,8 +470,9 @@ class _RequestHandler(BaseHTTPRequestHandler):
         if fake.auth == "certificate":
             cert = self.request.getpeercert() if isinstance(self.request, ssl.SSLSocket) else None
             if header == CERT_AUTH_HEADER and cert:
-                subject = dict(item for rdn in cert.get("subject", ()) for item in rdn)
-                self.user = str(subject.get("commonName") or "certificate")
+                subject = cast("tuple[tuple[tuple[str, str], ...], ...]", cert.get("subject", ()))
+                names = [pair for rdn in subject for pair in rdn]
+                self.user = next((str(v) for k, v in names if k == "commonName"), "certificate")
                 return True
             self._send(401)
             return False
@@ -486,7 +492,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
             self.ntlm = spnego.server(protocol="ntlm")
         try:
             out = self.ntlm.step(base64.b64decode(token))
-        except Exception:  # wrong password, bad token: refuse like Windows does
+        except Exception:  # noqa: BLE001  (wrong password, bad token: refuse like Windows does)
             self.ntlm = None
             self._send(401, headers=[("WWW-Authenticate", "Negotiate")])
             return False
@@ -502,8 +508,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
         parts = [p for p in raw.split(BOUNDARY + b"\r\n") if p]
         header, payload = parts[0], parts[1]
         expected = int(header.split(b"Length=")[1].split(b"\r\n")[0])
-        if payload.endswith(BOUNDARY + b"--\r\n"):
-            payload = payload[: -len(BOUNDARY + b"--\r\n")]
+        payload = payload.removesuffix(BOUNDARY + b"--\r\n")
         data = payload.replace(b"\tContent-Type: application/octet-stream\r\n", b"", 1)
         sig_len = struct.unpack("<i", data[:4])[0]
         message = self.ntlm.unwrap(data[4:4 + sig_len] + data[4 + sig_len:]).data
@@ -512,7 +517,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
         return bytes(message)
 
     def _encrypt(self, message: bytes) -> bytes:
-        wrapped = self.ntlm.wrap(message, encrypt=True).data
+        wrapped = bytes(self.ntlm.wrap(message, encrypt=True).data)
         return (BOUNDARY + b"\r\n\tContent-Type: " + SPNEGO_ENC.encode() + b"\r\n"
                 b"\tOriginalContent: type=application/soap+xml;charset=UTF-8;Length=" + str(len(message)).encode()
                 + b"\r\n" + BOUNDARY + b"\r\n\tContent-Type: application/octet-stream\r\n"
@@ -536,7 +541,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
             for sel in hdr.iterfind("w:SelectorSet/w:Selector", NS):
                 if sel.get("Name") == "ShellId":
                     shell_id = (sel.text or "").strip()
-        options = {o.get("Name"): (o.text or "").strip() for o in root.iterfind("s:Header/w:OptionSet/w:Option", NS)}
+        options = {o.get("Name") or "": (o.text or "").strip() for o in root.iterfind("s:Header/w:OptionSet/w:Option", NS)}
         injected = fake._injection_for(step, path)
         if injected is not None:
             return step, *self._perform(injected, msg_id, action)
@@ -635,7 +640,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
             cmd.started = time.monotonic()
             try:
                 cmd.outcome = self.server.fake.handler(cmd.request)
-            except Exception as exc:  # a broken test handler shows up as the command's stderr
+            except Exception as exc:  # noqa: BLE001  (a broken test handler shows up as the command's stderr)
                 cmd.outcome = Reply(stderr=f"fake handler raised {type(exc).__name__}: {exc}", exit_code=99)
             if isinstance(cmd.outcome, Reply):
                 cmd.stdout = _encode_output(cmd.outcome.stdout, cmd.request.codepage)
@@ -720,7 +725,7 @@ def _envelope(msg_id: str, action: str, body: str) -> bytes:
         f'<a:Action>{action}</a:Action><a:MessageID>uuid:{uuid.uuid4()}</a:MessageID>'
         f'<a:To>http://schemas.xmlsoap.org/ws/2004/08/addressing/role/anonymous</a:To>'
         f'<a:RelatesTo>{escape(msg_id)}</a:RelatesTo></s:Header><s:Body>{body}</s:Body></s:Envelope>'
-    ).encode("utf-8")
+    ).encode()
 
 
 def _fault_xml(msg_id: str, fault: Fault) -> bytes:

@@ -33,8 +33,8 @@ from .conftest import SECRET, snapshot_doc, snapshot_json
 from .fakewsman import (
     CommandRequest,
     Drop,
-    Fault,
     FakeWSMan,
+    Fault,
     Hang,
     NeverFinishes,
     RawHTTP,
@@ -396,8 +396,8 @@ def test_fake_enforces_cmd_exe_limit_that_the_stdin_bootstrap_avoids(wsman: Any)
     ({"url": "https://127.0.0.1:1/wsman", "ca_bundle": "/nonexistent/ca.pem"}, "CA bundle not found"),
 ])
 def test_configuration_errors(change: dict[str, Any], expected: str, caplog: pytest.LogCaptureFixture) -> None:
-    base = dict(node="HV09", url="http://127.0.0.1:1/wsman", transport="basic", username="u", password=SECRET,
-                timeout=2.0, allow_unencrypted=True)
+    base = {"node": "HV09", "url": "http://127.0.0.1:1/wsman", "transport": "basic", "username": "u",
+            "password": SECRET, "timeout": 2.0, "allow_unencrypted": True}
     err = fails(Endpoint(**{**base, **change}), caplog)
     assert err.kind == "config" and expected in str(err) and str(err).startswith("HV09: ")
     assert err.requests == 0
@@ -467,3 +467,13 @@ def test_ctrl_c_in_a_sequential_caller_still_cleans_up(wsman: Any) -> None:
         run_powershell(endpoint(srv, timeout=30), "x")
     assert time.monotonic() - began < 2.5
     assert srv.steps()[-2:] == ["Signal", "Delete"]
+
+
+def test_pywinrm_refusing_its_arguments_is_a_config_error(caplog: pytest.LogCaptureFixture,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise winrm.exceptions.WinRMError(f"invalid settings for {kwargs.get('password')}")
+
+    monkeypatch.setattr(transport, "Protocol", refuse)
+    err = fails(Endpoint("HV09", "https://127.0.0.1:1/wsman", "ntlm", "u", SECRET, timeout=2), caplog)
+    assert err.kind == "config" and str(err) == "HV09: WinRMError: invalid settings for ***"
