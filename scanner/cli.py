@@ -169,9 +169,8 @@ def cmd_scan(args: argparse.Namespace) -> int:
     if args.inventory is not None:
         report, interrupted = _scan_inventory(args, ruleset)
     else:
-        from scanner.snapshot import read_snapshots
-        snaps = read_snapshots(snapshot_paths if args.demo else args.snapshot)
-        report = pipeline.scan_clusters(ruleset, pipeline.build_clusters(snaps), fail_on=args.fail_on)
+        clusters = pipeline.read_clusters(snapshot_paths if args.demo else args.snapshot)
+        report = pipeline.scan_clusters(ruleset, clusters, fail_on=args.fail_on)
         interrupted = False
     _write_reports(report, outputs)
     if not args.quiet:

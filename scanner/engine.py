@@ -9,8 +9,7 @@ from typing import Any
 import jinja2
 
 from scanner.conditions import Outcome, show
-from scanner.facts import (ClusterView, InterfaceView, NetworkView, NodeView, Unavailable, View, VMView,
-                           majority_setting)
+from scanner.facts import ClusterView, InterfaceView, NetworkView, NodeView, Unavailable, View, VMView
 from scanner.loader import Rule
 from scanner.model import Result, Severity, Status, Target
 from scanner.normalize import Cluster
@@ -254,7 +253,7 @@ def _context(rule: Rule, view: View, cv: ClusterView, failing: list[View], out: 
 
     setting_target = _setting_target(cv, view)
     setting = view.vm.setting if isinstance(view, VMView) else safe(cv.setting, None)
-    majority = majority_setting(cv.cluster.vms)
+    majority = cv.cluster.vm_majority
     preferred = set(cv.policy.preferred)
     return {
         "target": view, "cluster": cv,

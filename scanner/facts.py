@@ -435,10 +435,9 @@ def _c_node_nets(v: ClusterView) -> dict[str, Any]:
 @fact("cluster", "node_lm_settings", "cluster-wide live-migration setting as each node reports it")
 def _c_node_settings(v: ClusterView) -> dict[str, Any]:
     if v.cluster.legacy:
-        from scanner.normalize import parse_vms
         return _per_node(v, "VirtualMachineResource", lambda n: [
             f"{vm.group}: exclude={';'.join(sorted(vm.setting.exclude))} order={';'.join(vm.setting.order)}"
-            for vm in parse_vms(n.snapshot.section("VirtualMachineResource"))])  # type: ignore[union-attr]
+            for vm in (n.data.vms if n.data and n.data.vms else ())])
     v.setting()
     return _per_node(v, "VirtualMachineResourceType", lambda n: {
         "MigrationExcludeNetworks": ";".join(sorted(n.setting.exclude)) if n.setting else "",
@@ -579,21 +578,9 @@ def _vm_order(v: VMView) -> list[str]:
     return list(v.vm.setting.order)
 
 
-def majority_setting(vms: tuple[VMResource, ...]) -> LMSetting | None:
-    from collections import Counter
-    if not vms:
-        return None
-    counts = Counter(vm.setting.key() for vm in vms)
-    best = max(counts.values())
-    for vm in vms:
-        if counts[vm.setting.key()] == best:
-            return vm.setting
-    return None  # pragma: no cover
-
-
 @fact("vm", "matches_majority", "same live-migration setting as most VMs")
 def _vm_major(v: VMView) -> bool:
-    m = majority_setting(v.ctx.cluster.vms)
+    m = v.ctx.cluster.vm_majority
     return m is not None and m.key() == v.vm.setting.key()
 
 

@@ -194,6 +194,7 @@ class ScanReport:
     clusters: tuple[ClusterInfo, ...]
     results: tuple[Result, ...]
     rules: Mapping[str, RuleInfo] = field(default_factory=dict)
+    _verdicts: dict[str, Status] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def summary(self) -> dict[str, int]:
@@ -210,14 +211,18 @@ class ScanReport:
 
     def cluster_verdict(self, cluster: str) -> Status:
         """FAIL if any counting failure, else ERROR if any error, else PASS."""
-        floor = max(self.scan.fail_on.rank, Severity.LOW.rank)
-        statuses = {(r.status, r.status is Status.FAIL and r.severity.rank >= floor)
-                    for r in self.results if r.cluster.casefold() == cluster.casefold()}
-        if any(counted for _, counted in statuses):
-            return Status.FAIL
-        if any(s is Status.ERROR for s, _ in statuses):
-            return Status.ERROR
-        return Status.PASS
+        if not self._verdicts and self.results:
+            floor = max(self.scan.fail_on.rank, Severity.LOW.rank)
+            verdicts = self._verdicts
+            for r in self.results:   # one pass for all clusters: renderers ask per cluster
+                key = r.cluster.casefold()
+                if r.status is Status.FAIL and r.severity.rank >= floor:
+                    verdicts[key] = Status.FAIL
+                elif r.status is Status.ERROR and verdicts.get(key) is not Status.FAIL:
+                    verdicts[key] = Status.ERROR
+                else:
+                    verdicts.setdefault(key, Status.PASS)
+        return self._verdicts.get(cluster.casefold(), Status.PASS)
 
     def to_dict(self) -> dict[str, Any]:
         return {

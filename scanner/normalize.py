@@ -7,14 +7,15 @@ model uses the view most nodes agree on and keeps each node's own view for consi
 
 from __future__ import annotations
 
+import functools
 import ipaddress
-import json
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Union
 
 from scanner import values as v
+from scanner.values import prop as P
 from scanner.snapshot import Snapshot
 
 IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]  # noqa: UP007 - a runtime alias
@@ -104,32 +105,76 @@ class HostSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class NodeData:
+    """One node's snapshot reduced to what the rules need; the raw document is not kept.
+
+    Reducing each file as it is read keeps a scan of thousands of nodes small: every node
+    reports the whole cluster's interface list, but only its own rows are kept.
+    """
+
+    node: str
+    source: str
+    collected_at: str | None
+    cluster_name: str | None
+    sections: Mapping[str, str]          # canonical section name -> OK | FAILED (absent = missing)
+    errors: Mapping[str, str]
+    members: tuple[tuple[str, str | None], ...] = ()
+    os: str = ""
+    networks: tuple[Network, ...] | None = None
+    setting: LMSetting | None = None
+    vms: tuple[VMResource, ...] | None = None
+    host: HostSettings | None = None
+    migration_networks: tuple[MigrationNetwork, ...] = ()
+    interfaces: tuple[Interface, ...] = ()
+    all_interfaces: tuple[Interface, ...] | None = None
+    max_parallel_migrations: int | None = None
+    intents: tuple[str, ...] = ()
+    atc_lm_selection: Any = None
+    smb_bandwidth_limit: int | None = None
+
+    def state(self, section: str) -> str:
+        return self.sections.get(section, MISSING)
+
+
+@dataclass(frozen=True, slots=True)
 class Node:
-    """One cluster node: collected (with its snapshot) or not (with the reason)."""
+    """One cluster node: collected (with its reduced snapshot) or not (with the reason)."""
 
     name: str
     collected: bool
     error: str | None
-    snapshot: Snapshot | None = None
+    data: NodeData | None = None
     state: str | None = None
-    host: HostSettings | None = None
-    migration_networks: tuple[MigrationNetwork, ...] = ()
-    networks: tuple[Network, ...] | None = None
-    setting: LMSetting | None = None
+
+    @property
+    def host(self) -> HostSettings | None:
+        return self.data.host if self.data else None
+
+    @property
+    def migration_networks(self) -> tuple[MigrationNetwork, ...]:
+        return self.data.migration_networks if self.data else ()
+
+    @property
+    def networks(self) -> tuple[Network, ...] | None:
+        return self.data.networks if self.data else None
+
+    @property
+    def setting(self) -> LMSetting | None:
+        return self.data.setting if self.data else None
+
+    @property
+    def collected_at(self) -> str | None:
+        return self.data.collected_at if self.data else None
 
     def section_state(self, section: str) -> str:
-        if self.snapshot is None:
+        if self.data is None:
             return UNCOLLECTED
-        if self.snapshot.has(section):
-            return OK
-        if self.snapshot.failed(section):
-            return FAILED
-        return MISSING
+        return self.data.state(section)
 
     def section_error(self, section: str) -> str:
-        if self.snapshot is None:
+        if self.data is None:
             return self.error or "not collected"
-        return str(self.snapshot.errors.get(section, ""))
+        return self.data.errors.get(section, "")
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,7 +196,7 @@ class Cluster:
     atc_lm_selection: bool | None = None
     intents: tuple[str, ...] = ()
     smb_bandwidth_limit: int | None = None
-    notes: tuple[str, ...] = field(default=())
+    vm_majority: LMSetting | None = None     # 2008 R2: the setting most VM resources share
 
     def section_state(self, section: str) -> str:
         return self.sections.get(section, UNCOLLECTED if not self.collected_nodes() else MISSING)
@@ -172,7 +217,12 @@ def _ip_network(address: Any, prefix: Any) -> IPNetwork | None:
     addr = v.text(address)
     if not addr:
         return None
-    pfx = v.text(prefix)
+    return _parse_subnet(addr, v.text(prefix))
+
+
+@functools.lru_cache(maxsize=8192)
+def _parse_subnet(addr: str, pfx: str) -> IPNetwork | None:
+    """Subnets repeat on every node of a cluster: parse each one once (ipaddress is slow)."""
     try:
         if pfx:
             return ipaddress.ip_network(f"{addr}/{pfx}", strict=False)
@@ -189,14 +239,15 @@ def network_subnets(obj: Mapping[str, Any]) -> tuple[IPNetwork, ...]:
         if n is not None and n not in found:
             found.append(n)
 
-    add(_ip_network(obj.get("Address"), obj.get("AddressMask")))
+    address = P(obj, "Address")
+    add(_ip_network(address, P(obj, "AddressMask")))
     for fam in ("Ipv4", "Ipv6"):
-        addrs = v.as_list(obj.get(f"{fam}Addresses"))
-        prefixes = v.as_list(obj.get(f"{fam}PrefixLengths"))
+        addrs = v.as_list(P(obj, f"{fam}Addresses"))
+        prefixes = v.as_list(P(obj, f"{fam}PrefixLengths"))
         for i, a in enumerate(addrs):
             p = prefixes[i] if i < len(prefixes) else (prefixes[0] if len(prefixes) == 1 else None)
-            if p is None and fam == "Ipv4" and v.text(a) == v.text(obj.get("Address")):
-                p = obj.get("AddressMask")
+            if p is None and fam == "Ipv4" and v.text(a) == v.text(address):
+                p = P(obj, "AddressMask")
             add(_ip_network(a, p))
     return tuple(found)
 
@@ -205,28 +256,33 @@ def parse_networks(section: Any) -> tuple[Network, ...]:
     nets = []
     for o in v.as_objects(section):
         nets.append(Network(
-            id=v.norm_id(o.get("Id")),
-            name=v.text(o.get("Name")),
-            role=v.as_enum(o.get("Role"), v.NETWORK_ROLE) or "Unknown",
-            state=v.as_enum(o.get("State"), v.NETWORK_STATE) or "Unknown",
-            metric=v.as_int(o.get("Metric")),
-            auto_metric=v.as_bool(o.get("AutoMetric")),
+            id=v.norm_id(P(o, "Id")),
+            name=v.text(P(o, "Name")),
+            role=v.as_enum(P(o, "Role"), v.NETWORK_ROLE) or "Unknown",
+            state=v.as_enum(P(o, "State"), v.NETWORK_STATE) or "Unknown",
+            metric=v.as_int(P(o, "Metric")),
+            auto_metric=v.as_bool(P(o, "AutoMetric")),
             subnets=network_subnets(o),
-            description=v.text(o.get("Description")),
+            description=v.text(P(o, "Description")),
         ))
     return tuple(sorted(nets, key=lambda n: (n.name.casefold(), n.id)))
 
 
-def parse_interfaces(section: Any, networks: Sequence[Network]) -> tuple[Interface, ...]:
+def parse_interfaces(section: Any, networks: Sequence[Network], only_node: str | None = None) -> tuple[Interface, ...]:
+    """Interfaces as reported; with ``only_node``, just that node's rows (cheap filter first)."""
     by_name = {n.name.casefold(): n.id for n in networks}
+    want = short_name(only_node) if only_node else None
     out = []
     for o in v.as_objects(section):
-        net_name = v.text(o.get("Network"))
-        nid = v.norm_id(o.get("NetworkId")) or by_name.get(net_name.casefold(), "")
+        node = v.text(P(o, "Node"))
+        if want is not None and short_name(node) != want:   # most rows are other nodes': skip them early
+            continue
+        net_name = v.text(P(o, "Network"))
+        nid = v.norm_id(P(o, "NetworkId")) or by_name.get(net_name.casefold(), "")
         out.append(Interface(
-            name=v.text(o.get("Name")), node=v.text(o.get("Node")), network=net_name,
-            network_id=nid, adapter=v.text(o.get("Adapter")), address=v.text(o.get("Address")),
-            state=v.as_enum(o.get("State"), v.INTERFACE_STATE) or "Unknown",
+            name=v.text(P(o, "Name")), node=node, network=net_name,
+            network_id=nid, adapter=v.text(P(o, "Adapter")), address=v.text(P(o, "Address")),
+            state=v.as_enum(P(o, "State"), v.INTERFACE_STATE) or "Unknown",
         ))
     return tuple(out)
 
@@ -234,7 +290,7 @@ def parse_interfaces(section: Any, networks: Sequence[Network]) -> tuple[Interfa
 def parse_setting(obj: Mapping[str, Any] | None) -> LMSetting | None:
     if obj is None:
         return None
-    ex, order = obj.get("MigrationExcludeNetworks"), obj.get("MigrationNetworkOrder")
+    ex, order = P(obj, "MigrationExcludeNetworks"), P(obj, "MigrationNetworkOrder")
     return LMSetting(exclude=v.id_list(ex), order=v.id_list(order),
                      raw_exclude=";".join(str(x) for x in v.as_list(ex)),
                      raw_order=";".join(str(x) for x in v.as_list(order)))
@@ -245,9 +301,9 @@ def parse_vms(section: Any) -> tuple[VMResource, ...]:
     for o in v.as_objects(section):
         setting = parse_setting(o)
         assert setting is not None
-        name = v.text(o.get("Name"))
-        vms.append(VMResource(name=name, group=v.text(o.get("OwnerGroup")) or name,
-                              owner_node=v.text(o.get("OwnerNode")), setting=setting))
+        name = v.text(P(o, "Name"))
+        vms.append(VMResource(name=name, group=v.text(P(o, "OwnerGroup")) or name,
+                              owner_node=v.text(P(o, "OwnerNode")), setting=setting))
     return tuple(sorted(vms, key=lambda x: (x.group.casefold(), x.name.casefold())))
 
 
@@ -256,31 +312,32 @@ def parse_host(section: Any) -> HostSettings | None:
     if o is None:
         return None
     return HostSettings(
-        migration_enabled=v.as_bool(o.get("VirtualMachineMigrationEnabled")),
-        use_any_network=v.as_bool(o.get("UseAnyNetworkForMigration")),
-        authentication=v.as_enum(o.get("VirtualMachineMigrationAuthenticationType"), v.MIGRATION_AUTH),
-        performance_option=v.as_enum(o.get("VirtualMachineMigrationPerformanceOption"), v.MIGRATION_PERF),
-        max_vm_migrations=v.as_int(o.get("MaximumVirtualMachineMigrations")),
-        max_storage_migrations=v.as_int(o.get("MaximumStorageMigrations")),
+        migration_enabled=v.as_bool(P(o, "VirtualMachineMigrationEnabled")),
+        use_any_network=v.as_bool(P(o, "UseAnyNetworkForMigration")),
+        authentication=v.as_enum(P(o, "VirtualMachineMigrationAuthenticationType"), v.MIGRATION_AUTH),
+        performance_option=v.as_enum(P(o, "VirtualMachineMigrationPerformanceOption"), v.MIGRATION_PERF),
+        max_vm_migrations=v.as_int(P(o, "MaximumVirtualMachineMigrations")),
+        max_storage_migrations=v.as_int(P(o, "MaximumStorageMigrations")),
     )
 
 
 def parse_migration_networks(section: Any) -> tuple[MigrationNetwork, ...]:
     out = []
     for o in v.as_objects(section):
-        subnet = v.text(o.get("Subnet"))
+        subnet = v.text(P(o, "Subnet"))
         if not subnet:
             continue
         try:
             net: IPNetwork | None = ipaddress.ip_network(subnet, strict=False)
         except ValueError:
             net = None
-        out.append(MigrationNetwork(subnet=subnet, priority=v.as_int(o.get("Priority")), network=net))
+        out.append(MigrationNetwork(subnet=subnet, priority=v.as_int(P(o, "Priority")), network=net))
     return tuple(sorted(out, key=lambda m: (m.priority if m.priority is not None else 1 << 31, m.subnet)))
 
 
 # --------------------------------------------------------------------------- node names
 
+@functools.lru_cache(maxsize=16384)
 def short_name(name: str) -> str:
     """``hv01.contoso.com`` and ``HV01`` name the same node."""
     return name.strip().split(".", 1)[0].casefold()
@@ -312,46 +369,97 @@ class NodeFailure:
 CLUSTER_SECTIONS = ("OperatingSystem", "Cluster", "ClusterNode", "ClusterNetwork", "ClusterNetworkInterface",
                     "VirtualMachineResourceType", "VirtualMachineResource", "VMHost", "VMMigrationNetwork",
                     "SmbBandwidthLimit", "NetIntent", "NetIntentGlobalOverrides")
+_CANONICAL = {s.casefold(): s for s in CLUSTER_SECTIONS}
 
 
-def _cluster_section_states(snaps: Sequence[Snapshot]) -> tuple[dict[str, str], dict[str, str]]:
+def reduce_snapshot(snap: Snapshot, keep_all_interfaces: bool = False) -> NodeData:
+    """Interpret one node's snapshot. ``keep_all_interfaces`` keeps every row, not only the node's own."""
+    sections: dict[str, str] = {}
+    errors: dict[str, str] = {}
+    for key in snap.errors:
+        name = _CANONICAL.get(key.casefold(), key)
+        sections[name] = FAILED
+        errors[name] = str(snap.errors.get(key))
+    for key in snap.sections:
+        if snap.sections.get(key) is not None:
+            sections[_CANONICAL.get(key.casefold(), key)] = OK
+            errors.pop(_CANONICAL.get(key.casefold(), key), None)
+
+    def has(name: str) -> bool:
+        return sections.get(name) == OK
+
+    members = tuple((v.text(P(o, "Name")), v.as_enum(P(o, "State"), v.NODE_STATE))
+                    for o in v.as_objects(snap.section("ClusterNode")) if v.text(P(o, "Name")))
+    os_obj = v.as_object(snap.section("OperatingSystem"))
+    os_text = ""
+    if os_obj is not None:
+        caption, version = v.text(P(os_obj, "Caption")), v.text(P(os_obj, "Version"))
+        os_text = f"{caption} ({version})" if caption and version else caption or version
+    networks = parse_networks(snap.section("ClusterNetwork")) if has("ClusterNetwork") else None
+    iface_section = snap.section("ClusterNetworkInterface") if has("ClusterNetworkInterface") else None
+    own = parse_interfaces(iface_section, networks or (), only_node=snap.node) if iface_section else ()
+    everyone = parse_interfaces(iface_section, networks or ()) if iface_section and keep_all_interfaces else None
+    cluster_obj = v.as_object(snap.section("Cluster"))
+    intents = tuple(v.text(P(o, "IntentName")) or "(unnamed)" for o in v.as_objects(snap.section("NetIntent")))
+    overrides = v.as_object(snap.section("NetIntentGlobalOverrides"))
+    smb = None
+    for o in v.as_objects(snap.section("SmbBandwidthLimit")):
+        if v.text(P(o, "Category")).casefold() in ("livemigration", "2", ""):
+            smb = v.as_int(P(o, "BytesPerSecond"))
+    return NodeData(
+        node=snap.node, source=snap.source, collected_at=v.as_date(snap.collected_at),
+        cluster_name=snap.cluster_name(), sections=sections, errors=errors, members=members, os=os_text,
+        networks=networks,
+        setting=parse_setting(v.as_object(snap.section("VirtualMachineResourceType")))
+        if has("VirtualMachineResourceType") else None,
+        vms=parse_vms(snap.section("VirtualMachineResource")) if has("VirtualMachineResource") else None,
+        host=parse_host(snap.section("VMHost")) if has("VMHost") else None,
+        migration_networks=parse_migration_networks(snap.section("VMMigrationNetwork")),
+        interfaces=own, all_interfaces=everyone,
+        max_parallel_migrations=v.as_int(P(cluster_obj, "MaximumParallelMigrations")) if cluster_obj else None,
+        intents=intents,
+        atc_lm_selection=P(overrides, "EnableLiveMigrationNetworkSelection") if overrides else None,
+        smb_bandwidth_limit=smb,
+    )
+
+
+def _cluster_section_states(data: Sequence[NodeData]) -> tuple[dict[str, str], dict[str, str]]:
     states: dict[str, str] = {}
     errors: dict[str, str] = {}
-    names = {s.casefold(): s for s in CLUSTER_SECTIONS}
-    for snap in snaps:
-        for key in list(snap.sections) + list(snap.errors):
-            names.setdefault(key.casefold(), key)
-    for name in names.values():
-        if any(s.has(name) for s in snaps):
+    names = list(CLUSTER_SECTIONS)
+    for d in data:
+        names.extend(n for n in d.sections if n not in names)
+    for name in names:
+        got = [d.state(name) for d in data]
+        if OK in got:
             states[name] = OK
-        elif any(s.failed(name) for s in snaps):
+        elif FAILED in got:
             states[name] = FAILED
-            errors[name] = next(f"{s.node}: {s.errors.get(name)}" for s in snaps if s.failed(name))
-        elif snaps:
+            d = next(d for d in data if d.state(name) == FAILED)
+            errors[name] = f"{d.node}: {d.errors.get(name, '')}"
+        elif data:
             states[name] = MISSING
         else:
             states[name] = UNCOLLECTED
     return states, errors
 
 
-def build_cluster(name: str, snaps: Sequence[Snapshot], failures: Sequence[NodeFailure]) -> Cluster:
-    """Assemble one cluster from the snapshots of its collected nodes and the failed ones."""
-    snaps = sorted(snaps, key=lambda s: s.node.casefold())
-    states, errors = _cluster_section_states(snaps)
+def build_cluster(name: str, data: Sequence[NodeData], failures: Sequence[NodeFailure]) -> Cluster:
+    """Assemble one cluster from its collected nodes' data and the nodes that failed."""
+    data = sorted(data, key=lambda d: d.node.casefold())
+    states, errors = _cluster_section_states(data)
 
     # Membership: every node that reported, failed, or is listed by ClusterNode.
     members: dict[str, str] = {}
     node_state: dict[str, str | None] = {}
-    for snap in snaps:
-        for o in v.as_objects(snap.section("ClusterNode")):
-            nm = v.text(o.get("Name"))
-            if nm:
-                members.setdefault(short_name(nm), nm)
-                node_state.setdefault(short_name(nm), v.as_enum(o.get("State"), v.NODE_STATE))
-    by_short = {short_name(s.node): s for s in snaps}
+    for d in data:
+        for member, state in d.members:
+            members.setdefault(short_name(member), member)
+            node_state.setdefault(short_name(member), state)
+    by_short = {short_name(d.node): d for d in data}
     fail_by_short = {short_name(f.node): f for f in failures}
-    for key, reported in by_short.items():
-        members.setdefault(key, reported.node)
+    for key, d in by_short.items():
+        members.setdefault(key, d.node)
     for key, f in fail_by_short.items():
         members.setdefault(key, f.node)
 
@@ -362,115 +470,121 @@ def build_cluster(name: str, snaps: Sequence[Snapshot], failures: Sequence[NodeF
             f = fail_by_short.get(key)
             err = f.error if f else "listed by Get-ClusterNode but no snapshot was collected for it"
             nodes.append(Node(name=display, collected=False, error=err, state=node_state.get(key)))
-            continue
-        node_nets = parse_networks(found.section("ClusterNetwork")) if found.has("ClusterNetwork") else None
-        node_setting = (parse_setting(v.as_object(found.section("VirtualMachineResourceType")))
-                        if found.has("VirtualMachineResourceType") else None)
-        nodes.append(Node(
-            name=found.node, collected=True, error=None, snapshot=found, state=node_state.get(key),
-            host=parse_host(found.section("VMHost")),
-            migration_networks=parse_migration_networks(found.section("VMMigrationNetwork")),
-            networks=node_nets, setting=node_setting,
-        ))
+        else:
+            nodes.append(Node(name=found.node, collected=True, error=None, data=found, state=node_state.get(key)))
 
-    collected = [n for n in nodes if n.collected]
-    networks = _majority([(tuple(x.key() for x in n.networks), n.networks)
-                          for n in collected if n.networks is not None]) or ()
-    setting = _majority([(n.setting.key(), n.setting) for n in collected if n.setting is not None])
-    iface_src = _majority([(json.dumps(s.section("ClusterNetworkInterface"), sort_keys=True, default=str), s)
-                           for s in snaps if s.has("ClusterNetworkInterface")])
-    interfaces = parse_interfaces(iface_src.section("ClusterNetworkInterface"), networks) if iface_src else ()
-    vm_src = _majority([(json.dumps(s.section("VirtualMachineResource"), sort_keys=True, default=str), s)
-                        for s in snaps if s.has("VirtualMachineResource")])
-    vms = parse_vms(vm_src.section("VirtualMachineResource")) if vm_src else ()
-    legacy = setting is None and (bool(vm_src) or states.get("VirtualMachineResource") == FAILED)
-
-    cluster_obj = _majority([(json.dumps(s.section("Cluster"), sort_keys=True, default=str), v.as_object(s.section("Cluster")))
-                             for s in snaps if s.has("Cluster")])
-    os_caption = _majority([(v.text(o.get("Caption")), f"{v.text(o.get('Caption'))} ({v.text(o.get('Version'))})".strip())
-                            for s in snaps for o in v.as_objects(s.section("OperatingSystem"))])
-    overrides = None
-    intents: tuple[str, ...] = ()
-    for s in snaps:
-        if s.has("NetIntent") and not intents:
-            intents = tuple(v.text(o.get("IntentName")) for o in v.as_objects(s.section("NetIntent")))
-        if s.has("NetIntentGlobalOverrides") and overrides is None:
-            overrides = v.as_object(s.section("NetIntentGlobalOverrides"))
+    networks = _majority([(tuple(x.key() for x in d.networks), d.networks)
+                          for d in data if d.networks is not None]) or ()
+    setting = _majority([(d.setting.key(), d.setting) for d in data if d.setting is not None])
+    vms = _majority([(tuple((vm.name, vm.group, vm.setting.key()) for vm in d.vms), d.vms)
+                     for d in data if d.vms is not None]) or ()
+    legacy = setting is None and (any(d.vms is not None for d in data) or states.get("VirtualMachineResource") == FAILED)
+    # Interfaces: each node's own rows from its own snapshot; for a node whose snapshot has none,
+    # the rows another node reported for it.
+    interfaces: list[Interface] = []
+    covered: set[str] = set()
+    for d in data:
+        if d.interfaces:
+            interfaces.extend(d.interfaces)
+            covered.add(short_name(d.node))
+    for d in data:
+        for i in d.all_interfaces or ():
+            if short_name(i.node) not in covered:
+                interfaces.append(i)
+    intents = next((d.intents for d in data if d.intents), ())
+    atc_raw = next((d.atc_lm_selection for d in data if d.atc_lm_selection is not None), None)
     atc_sel: bool | None = None
     if intents:
-        raw = overrides.get("EnableLiveMigrationNetworkSelection") if overrides else None
-        atc_sel = True if v.as_bool(raw) is None else v.as_bool(raw)
-    smb_limit = None
-    for s in snaps:
-        for o in v.as_objects(s.section("SmbBandwidthLimit")):
-            if v.text(o.get("Category")).casefold() in ("livemigration", "2", ""):
-                smb_limit = v.as_int(o.get("BytesPerSecond"))
+        atc_sel = True if v.as_bool(atc_raw) is None else v.as_bool(atc_raw)
     return Cluster(
         name=name,
-        os=os_caption or "",
+        os=_majority([(d.os, d.os) for d in data if d.os]) or "",
         nodes=tuple(nodes),
         networks=networks,
-        interfaces=interfaces,
+        interfaces=tuple(interfaces),
         setting=setting,
         vms=vms,
         legacy=legacy,
         sections=states,
         section_errors=errors,
-        max_parallel_migrations=v.as_int(cluster_obj.get("MaximumParallelMigrations")) if cluster_obj else None,
+        max_parallel_migrations=_majority([(d.max_parallel_migrations, d.max_parallel_migrations) for d in data
+                                           if d.max_parallel_migrations is not None]),
         network_atc=bool(intents),
         atc_lm_selection=atc_sel,
         intents=intents,
-        smb_bandwidth_limit=smb_limit,
+        smb_bandwidth_limit=next((d.smb_bandwidth_limit for d in data if d.smb_bandwidth_limit is not None), None),
+        vm_majority=_majority([(vm.setting.key(), vm.setting) for vm in vms]),
     )
+
+
+class ClusterGrouper:
+    """Reduce snapshots one by one (so no raw document is kept) and group them into clusters.
+
+    Snapshots of several nodes form one cluster when their ``Cluster.Name`` is equal,
+    case-insensitively. ``inventory_cluster`` (the cluster name the inventory gave the node) places
+    a node without a cluster name, and the failed nodes, next to their collected siblings.
+    """
+
+    def __init__(self) -> None:
+        self._groups: dict[str, list[NodeData]] = {}
+        self._display: dict[str, Counter[str]] = {}
+        self._alias: dict[str, str] = {}
+        self._orphans: list[tuple[NodeData, str | None]] = []
+        self._failures: list[NodeFailure] = []
+
+    def add(self, snap: Snapshot, inventory_cluster: str | None = None) -> None:
+        cname = snap.cluster_name()
+        first = cname is not None and cname.casefold() not in self._groups
+        d = reduce_snapshot(snap, keep_all_interfaces=first or cname is None)
+        self.add_data(d, inventory_cluster)
+
+    def add_data(self, d: NodeData, inventory_cluster: str | None = None) -> None:
+        cname = d.cluster_name or inventory_cluster
+        if cname is None:
+            self._orphans.append((d, inventory_cluster))
+            return
+        key = cname.casefold()
+        self._groups.setdefault(key, []).append(d)
+        self._display.setdefault(key, Counter())[cname] += 1
+        if inventory_cluster:
+            self._alias.setdefault(inventory_cluster.casefold(), key)
+
+    def fail(self, failure: NodeFailure) -> None:
+        self._failures.append(failure)
+
+    def clusters(self) -> list[Cluster]:
+        groups = {k: list(v) for k, v in self._groups.items()}
+        display = {k: Counter(v) for k, v in self._display.items()}
+        for d, _ in self._orphans:
+            # A snapshot without a cluster name joins the cluster whose ClusterNode lists it.
+            home = next((key for key, members in groups.items()
+                         if any(short_name(m) == short_name(d.node) for x in members for m, _ in x.members)), None)
+            if home is None:
+                home = d.node.casefold()
+                display.setdefault(home, Counter())[d.node] += 1
+            groups.setdefault(home, []).append(d)
+        fails: dict[str, list[NodeFailure]] = {}
+        for f in self._failures:
+            key = self._alias.get(f.cluster.casefold(), f.cluster.casefold())
+            fails.setdefault(key, []).append(f)
+            display.setdefault(key, Counter())[f.cluster] += 0
+        out = []
+        for key in sorted(set(groups) | set(fails)):
+            name = display[key].most_common(1)[0][0] if display.get(key) else key
+            out.append(build_cluster(name, groups.get(key, []), fails.get(key, [])))
+        return out
 
 
 def group_clusters(snapshots: Iterable[Snapshot], failures: Iterable[NodeFailure] = (),
                    inventory_cluster: Mapping[str, str] | None = None) -> list[Cluster]:
-    """Group snapshots into clusters by ``Cluster.Name`` (case-insensitive) and build each.
-
-    ``inventory_cluster`` maps a snapshot's source to the cluster name the inventory gave it, so
-    that failed nodes land in the same cluster as their collected siblings.
-    """
+    """Group snapshots into clusters; see :class:`ClusterGrouper`."""
+    grouper = ClusterGrouper()
     inventory_cluster = inventory_cluster or {}
-    groups: dict[str, list[Snapshot]] = {}
-    display: dict[str, Counter[str]] = {}
-    alias: dict[str, str] = {}          # inventory name (folded) -> cluster key
-    orphans: list[Snapshot] = []
     for snap in snapshots:
-        cname = snap.cluster_name()
-        inv = inventory_cluster.get(snap.source)
-        if cname is None and inv:
-            cname = inv
-        if cname is None:
-            orphans.append(snap)
-            continue
-        key = cname.casefold()
-        groups.setdefault(key, []).append(snap)
-        display.setdefault(key, Counter())[cname] += 1
-        if inv:
-            alias.setdefault(inv.casefold(), key)
-    # A snapshot without a cluster name joins the cluster whose ClusterNode lists it.
-    for snap in orphans:
-        home = None
-        for key, snaps in groups.items():
-            if any(short_name(v.text(o.get("Name"))) == short_name(snap.node)
-                   for s in snaps for o in v.as_objects(s.section("ClusterNode"))):
-                home = key
-                break
-        if home is None:
-            home = snap.node.casefold()
-            display.setdefault(home, Counter())[snap.node] += 1
-        groups.setdefault(home, []).append(snap)
-    fails: dict[str, list[NodeFailure]] = {}
+        grouper.add(snap, inventory_cluster.get(snap.source))
     for f in failures:
-        key = alias.get(f.cluster.casefold(), f.cluster.casefold())
-        fails.setdefault(key, []).append(f)
-        display.setdefault(key, Counter())[f.cluster] += 0
-    clusters = []
-    for key in sorted(set(groups) | set(fails)):
-        name = display[key].most_common(1)[0][0] if display.get(key) else key
-        clusters.append(build_cluster(name, groups.get(key, []), fails.get(key, [])))
-    return clusters
+        grouper.fail(f)
+    return grouper.clusters()
 
 
 # --------------------------------------------------------------------------- LM semantics

@@ -13,9 +13,9 @@ from scanner.engine import evaluate
 from scanner.errors import InputError
 from scanner.loader import Rule, RulePack, all_rules, builtin_pack, load_rule_paths, rules_from_list
 from scanner.model import ClusterInfo, NodeInfo, PolicyInfo, RuleInfo, ScanInfo, ScanReport, Severity
-from scanner.normalize import Cluster, NodeFailure, group_clusters
+from scanner.normalize import Cluster, ClusterGrouper, NodeFailure, group_clusters
 from scanner.policy import Policy, load_policy
-from scanner.snapshot import Snapshot, read_snapshots
+from scanner.snapshot import Snapshot, read_snapshot_file, snapshot_files
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ def scan_clusters(ruleset: RuleSet, clusters: Sequence[Cluster], fail_on: str = 
     infos = tuple(ClusterInfo(
         name=c.name, os=c.os,
         nodes=tuple(NodeInfo(name=n.name, collected=n.collected, error=n.error,
-                             collected_at=n.snapshot.collected_at if n.snapshot else None) for n in c.nodes),
+                             collected_at=n.collected_at) for n in c.nodes),
     ) for c in clusters)
     rules = {r.id: RuleInfo(id=r.id, title=r.title, severity=Severity(policy.overrides.get(r.id, {}).get(
         "severity", r.severity.value)), rationale=r.rationale, references=r.references) for r in ruleset.rules}
@@ -82,8 +82,15 @@ def run_scan(snapshot_paths: list[Path], policy_path: Path | None = None, rule_p
     """The offline pipeline: snapshot files -> report. Raises InputError on any bad input."""
     started = _dt.datetime.now(_dt.timezone.utc)
     ruleset = load_ruleset(policy_path, rule_paths)
-    snaps = read_snapshots([Path(p) for p in snapshot_paths])
-    return scan_clusters(ruleset, build_clusters(snaps), fail_on=fail_on, started=started)
+    return scan_clusters(ruleset, read_clusters([Path(p) for p in snapshot_paths]), fail_on=fail_on, started=started)
+
+
+def read_clusters(paths: Sequence[Path]) -> list[Cluster]:
+    """Read snapshot files one at a time, reducing each before the next is read."""
+    grouper = ClusterGrouper()
+    for path in snapshot_files(paths):
+        grouper.add(read_snapshot_file(path))
+    return grouper.clusters()
 
 
 def _iso(moment: _dt.datetime) -> str:

@@ -1,7 +1,8 @@
 """Read and write per-node snapshot documents (contracts §1), tolerant of what PowerShell prints.
 
-A snapshot is kept close to what the node sent: sections stay plain JSON values, wrapped so that
-property names compare case-insensitively. Interpretation (enums, id lists, subnets) happens in
+A snapshot is kept close to what the node sent: section names compare case-insensitively, section
+values stay plain JSON (property names inside are read case-insensitively by
+:func:`scanner.values.prop`). Interpretation (enums, id lists, subnets) happens in
 :mod:`scanner.normalize`.
 """
 
@@ -51,13 +52,6 @@ class CIDict(Mapping[str, Any]):
         return f"CIDict({dict(self.items())!r})"
 
 
-def ci(value: Any) -> Any:
-    """Wrap every JSON object inside ``value`` in a :class:`CIDict`."""
-    if isinstance(value, dict):
-        return CIDict({k: ci(v) for k, v in value.items()})
-    if isinstance(value, list):
-        return [ci(v) for v in value]
-    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +80,8 @@ class Snapshot:
         if isinstance(c, list):
             c = c[0] if c else None
         if isinstance(c, Mapping):
-            name = c.get("Name")
+            from scanner.values import prop
+            name = prop(c, "Name")
             if isinstance(name, str) and name.strip():
                 return name.strip()
         return None
@@ -152,8 +147,8 @@ def snapshot_from_document(doc: Any, source: str) -> Snapshot:
     return Snapshot(
         node=node.strip(),
         collected_at=str(collected_at) if collected_at not in (None, "") else None,
-        collector=ci(collector) if isinstance(collector, dict) else CIDict({}),
-        sections=ci(sections),
+        collector=CIDict(collector) if isinstance(collector, dict) else CIDict({}),
+        sections=CIDict(sections),
         errors=CIDict({k: "" if v is None else str(v) for k, v in errors.items()}),
         source=source,
         document=doc,
@@ -168,8 +163,8 @@ def read_snapshot_file(path: Path) -> Snapshot:
     return parse_snapshot(raw, str(path))
 
 
-def read_snapshots(paths: list[Path]) -> list[Snapshot]:
-    """Read files and directories (``*.json`` recursively). Any bad file stops the scan."""
+def snapshot_files(paths: list[Path] | tuple[Path, ...] | Any) -> list[Path]:
+    """The files a list of files and directories (``*.json``, recursively) names."""
     found: list[Path] = []
     for p in paths:
         if p.is_dir():
@@ -181,7 +176,12 @@ def read_snapshots(paths: list[Path]) -> list[Snapshot]:
             found.append(p)
         else:
             raise InputError(p, "no such file or directory")
-    return [read_snapshot_file(f) for f in found]
+    return found
+
+
+def read_snapshots(paths: list[Path]) -> list[Snapshot]:
+    """Read files and directories (``*.json`` recursively). Any bad file stops the scan."""
+    return [read_snapshot_file(f) for f in snapshot_files(paths)]
 
 
 def write_snapshot(path: Path, document: Mapping[str, Any]) -> None:

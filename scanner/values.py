@@ -22,13 +22,28 @@ MIGRATION_PERF = {0: "TCPIP", 1: "Compression", 2: "SMB"}
 _DATE_RE = re.compile(r"^\\?/Date\((-?\d+)([+-]\d{4})?\)\\?/$")
 
 
+def prop(obj: Mapping[str, Any], key: str) -> Any:
+    """A PowerShell property by name, case-insensitively (exact case is the fast path)."""
+    try:
+        return obj[key]
+    except KeyError:
+        pass
+    folded = key.casefold()
+    for k, value in obj.items():
+        if isinstance(k, str) and k.casefold() == folded:
+            return value
+    return None
+
+
 def is_empty(value: Any) -> bool:
     """``None`` and blank strings both mean empty."""
-    return value is None or (isinstance(value, str) and not value.strip())
+    return value is None or (value.__class__ is str and not value.strip())
 
 
 def text(value: Any) -> str:
     """A scalar as display text; empty for null."""
+    if value.__class__ is str:     # the common case, first
+        return value.strip()       # type: ignore[no-any-return]
     if is_empty(value):
         return ""
     if isinstance(value, bool):
@@ -39,14 +54,17 @@ def text(value: Any) -> str:
         return ", ".join(text(v) for v in value if not is_empty(v))
     if isinstance(value, Mapping):
         for key in ("Name", "Id", "Value"):
-            if key in value:
-                return text(value[key])
+            found = prop(value, key)
+            if found is not None:
+                return text(found)
         return ""
     return str(value).strip()
 
 
 def as_list(value: Any) -> list[Any]:
     """A PowerShell list in any of its printed shapes, as a Python list without empty items."""
+    if value.__class__ is list:
+        return [v for v in value if v is not None and not (v.__class__ is str and not v.strip())]
     if is_empty(value):
         return []
     if isinstance(value, (list, tuple)):
@@ -83,6 +101,8 @@ def as_bool(value: Any) -> bool | None:
 
 
 def as_int(value: Any) -> int | None:
+    if value.__class__ is int:
+        return value  # type: ignore[no-any-return]
     if is_empty(value) or isinstance(value, bool):
         return None
     if isinstance(value, int):
@@ -133,8 +153,8 @@ def as_date(value: Any) -> str | None:
                 return value.strip()
             return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
         return value.strip()
-    if isinstance(value, Mapping) and "DateTime" in value:
-        return text(value.get("DateTime"))
+    if isinstance(value, Mapping) and prop(value, "DateTime") is not None:
+        return text(prop(value, "DateTime"))
     return text(value) or None
 
 

@@ -33,7 +33,7 @@ def test_keys_are_case_insensitive():
     snap = parse_snapshot(b'{"LMSCAN_SNAPSHOT": "1", "Node": "hv02", "SECTIONS": {"cluster": [{"NAME": "c1"}]}}', "x")
     assert snap.node == "hv02"
     assert snap.cluster_name() == "c1"
-    assert snap.has("Cluster") and snap.section("CLUSTER")[0]["name"] == "c1"
+    assert snap.has("Cluster") and snap.section("CLUSTER")[0]["NAME"] == "c1"
 
 
 def test_failed_and_missing_sections():

