@@ -132,7 +132,12 @@ CMP_OPS = ("eq", "ne", "lt", "le", "gt", "ge")
 
 class Cond:
     def evaluate(self, view: View) -> Outcome:
+        """Verdict with what was expected and found (for a result's evidence)."""
         raise NotImplementedError
+
+    def test(self, view: View) -> bool:
+        """Verdict only: what selections and filters need, without building any text."""
+        return self.evaluate(view).ok
 
     def describe(self) -> str:
         raise NotImplementedError
@@ -173,6 +178,10 @@ class Leaf(Cond):
             return f"{self.label}: {OPERATORS[self.op].phrase.format(v='policy ' + self.value.path, empty='', present='', same='')}"
         return f"{self.label}: {self._phrase(self.value)}"
 
+    def test(self, view: View) -> bool:
+        value, checked = self._value(view)
+        return not checked or OPERATORS[self.op].fn(view.get(self.fact), value)
+
     def evaluate(self, view: View) -> Outcome:
         actual = view.get(self.fact)
         value, checked = self._value(view)
@@ -202,6 +211,11 @@ class Combine(Cond):
     def describe(self) -> str:
         return f" {'and' if self.kind == 'all' else 'or'} ".join(p.describe() for p in self.parts)
 
+    def test(self, view: View) -> bool:
+        if self.kind == "all":
+            return all(p.test(view) for p in self.parts)
+        return any(p.test(view) for p in self.parts)
+
     def evaluate(self, view: View) -> Outcome:
         outs = [p.evaluate(view) for p in self.parts]
         ok = all(o.ok for o in outs) if self.kind == "all" else any(o.ok for o in outs)
@@ -223,6 +237,9 @@ class Not(Cond):
     def describe(self) -> str:
         return f"not ({self.part.describe()})"
 
+    def test(self, view: View) -> bool:
+        return not self.part.test(view)
+
     def evaluate(self, view: View) -> Outcome:
         o = self.part.evaluate(view)
         return Outcome(not o.ok, f"not ({o.expected})", o.actual, o.evidence)
@@ -242,7 +259,8 @@ class Quant(Cond):
         items = view.get(self.collection)
         if self.where is None:
             return list(items)
-        return [i for i in items if self.where.evaluate(i).ok]
+        where = self.where
+        return [i for i in items if where.test(i)]
 
     def _what(self) -> str:
         return f"{self.label} where {self.where.describe()}" if self.where else self.label
@@ -253,6 +271,16 @@ class Quant(Cond):
         if self.kind == "exists":
             return f"at least one {self._what()}"
         return f"number of {self._what()}: {OPERATORS[self.op or 'eq'].phrase.format(v=self.number)}"
+
+    def test(self, view: View) -> bool:
+        items = self._items(view)
+        if self.kind == "exists":
+            return bool(items)
+        if self.kind == "count":
+            return bool(OPERATORS[self.op or "eq"].fn(len(items), self.number))
+        holds = self.holds
+        assert holds is not None
+        return all(holds.test(i) for i in items)
 
     def evaluate(self, view: View) -> Outcome:
         items = self._items(view)
@@ -267,11 +295,8 @@ class Quant(Cond):
             return Outcome(ok, self.describe(), f"{len(items)}" + (f" ({', '.join(names)})" if items else ""),
                            evidence)
         assert self.holds is not None
-        bad: list[tuple[View, Outcome]] = []
-        for item in items:
-            o = self.holds.evaluate(item)
-            if not o.ok:
-                bad.append((item, o))
+        holds = self.holds
+        bad = [(item, holds.evaluate(item)) for item in items if not holds.test(item)]
         expected = f"every {self._what()}: {self.holds.describe()}"
         if bad:
             evidence["failing"] = {i.display(): o.actual for i, o in bad}

@@ -73,7 +73,7 @@ def _evaluate_rule(rule: Rule, cluster: Cluster, policy: Policy) -> list[tuple[R
             return one(Status.ERROR, "not every node could be collected, so the nodes cannot be compared: "
                        + "; ".join(f"{n.name}: {n.error}" for n in missing))
     try:
-        if rule.skip_when is not None and rule.scope != "node" and rule.skip_when.evaluate(cv).ok:
+        if rule.skip_when is not None and rule.scope != "node" and rule.skip_when.test(cv):
             return one(Status.SKIP, rule.skip_message)
         drafts = _targets(rule, cv, cluster_target)
     except Unavailable as exc:
@@ -111,11 +111,11 @@ def _targets(rule: Rule, cv: ClusterView, cluster_target: Target) -> list[_Draft
                 any_selected = True
                 drafts.append(_uncollected(view))
                 continue
-            if isinstance(view, NodeView) and rule.skip_when is not None and rule.skip_when.evaluate(view).ok:
+            if isinstance(view, NodeView) and rule.skip_when is not None and rule.skip_when.test(view):
                 any_selected = True
                 drafts.append(_Draft(target, Status.SKIP, rule.skip_message))
                 continue
-            if rule.select is not None and not rule.select.evaluate(view).ok:
+            if rule.select is not None and not rule.select.test(view):
                 continue
             any_selected = True
             drafts.append(_judge(rule, view, cv, target))
@@ -148,7 +148,7 @@ def _per_vm(rule: Rule, base: ClusterView, cluster_target: Target) -> list[_Draf
                 selected_any = True
                 drafts.append(_judge(rule, cv, cv, target))
                 continue
-            nets = [n for n in cv.network_views() if rule.select is None or rule.select.evaluate(n).ok]
+            nets = [n for n in cv.network_views() if rule.select is None or rule.select.test(n)]
             if not nets:
                 drafts.append(_Draft(target, Status.SKIP, rule.skip_message))
                 continue
