@@ -22,6 +22,10 @@ _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|
 # and newline, DEL, C1, lone surrogates and the non-characters U+FFFE/U+FFFF.
 _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
 _SPACES = re.compile(r"\s+")
+# Whitespace one_line() would change: a run of two, or any white space but a plain blank.
+_NOT_ONE_LINE = re.compile(r"\s\s|[^\S ]").search
+# Anything clean() would change: ESC and the control characters above, or a carriage return.
+_CLEAN_ALREADY = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]").search
 
 #: How a cluster verdict is shown; ERROR means some results could not be evaluated.
 VERDICT_LABELS: Mapping[Status, str] = {
@@ -40,6 +44,8 @@ def clean(text: object) -> str:
     Line breaks are kept (``\\r\\n`` and ``\\r`` become ``\\n``), tabs too.
     """
     s = "" if text is None else str(text)
+    if _CLEAN_ALREADY(s) is None:    # the usual case: nothing to remove, one scan instead of three
+        return s
     s = s.replace("\r\n", "\n").replace("\r", "\n")
     s = _ANSI.sub("", s)
     return _CONTROL.sub("", s)
@@ -47,7 +53,8 @@ def clean(text: object) -> str:
 
 def one_line(text: object, limit: int | None = None) -> str:
     """Cleaned text on one line (whitespace runs collapsed), cut to ``limit`` characters."""
-    s = _SPACES.sub(" ", clean(text)).strip()
+    s = clean(text)
+    s = (_SPACES.sub(" ", s) if _NOT_ONE_LINE(s) else s).strip()
     if limit is not None and len(s) > limit:
         s = s[: max(limit - 1, 0)].rstrip() + "…"
     return s
