@@ -226,11 +226,8 @@ def _collect(args: argparse.Namespace, save_dir: Path | None) -> tuple[list[obje
     inventory = load_inventory(args.inventory, prompt=_prompt if sys.stdin.isatty() else None)
     for w in inventory.warnings:
         _warn(w)
-    progress = Progress(sys.stderr, sys.stderr.isatty())
-    try:
-        outcomes = collect_inventory(inventory, workers=args.workers, progress=progress, save_dir=save_dir)
-    finally:
-        progress.close()
+    progress = Progress(sys.stderr, sys.stderr.isatty())   # the pool closes it with its summary line
+    outcomes = collect_inventory(inventory, workers=args.workers, progress=progress, save_dir=save_dir)
     interrupted = any(o.error and "interrupted" in o.error for o in outcomes)
     return list(outcomes), interrupted
 
@@ -246,11 +243,18 @@ def _scan_inventory(args: argparse.Namespace, ruleset: object) -> tuple[ScanRepo
 
     outcomes, interrupted = _collect(args, args.save_snapshots)
     snaps = [o.snapshot for o in outcomes if o.snapshot is not None]  # type: ignore[attr-defined]
-    failures = [NodeFailure(o.cluster, o.node, o.error or "not collected")  # type: ignore[attr-defined]
+    failures = [NodeFailure(o.cluster, o.node, _without_node(o.node, o.error))  # type: ignore[attr-defined]
                 for o in outcomes if o.snapshot is None]  # type: ignore[attr-defined]
     inv = {o.snapshot.source: o.cluster for o in outcomes if o.snapshot is not None}  # type: ignore[attr-defined]
     clusters = pipeline.build_clusters(snaps, failures, inv)
     return pipeline.scan_clusters(ruleset, clusters, fail_on=args.fail_on), interrupted  # type: ignore[arg-type]
+
+
+def _without_node(node: str, error: str | None) -> str:
+    """``HV03: authentication failed`` -> ``authentication failed``: reports name the node already."""
+    text = error or "not collected"
+    prefix = f"{node}: "
+    return text[len(prefix):] if text.casefold().startswith(prefix.casefold()) else text
 
 
 def cmd_collect(args: argparse.Namespace) -> int:
