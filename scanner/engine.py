@@ -200,12 +200,12 @@ def _judge_group(rule: Rule, cv: ClusterView, nets: list[NetworkView], target: T
         draft.message = "; ".join(msgs)
     elif ok and rule.message_pass is not None:
         draft.message = "; ".join(
-            _render(rule.message_pass, _context(rule, n, cv, [], o)) for n, o in outs)
+            _render(rule.message_pass, _context(rule, n, cv, [], o, rule.message_names)) for n, o in outs)
     return draft
 
 
 def _draft(rule: Rule, view: View, cv: ClusterView, target: Target, out: Outcome, failing: list[View]) -> _Draft:
-    ctx = _context(rule, view, cv, failing, out)
+    ctx = _context(rule, view, cv, failing, out, None if not out.ok else rule.message_names)
     status = Status.PASS if out.ok else Status.FAIL
     tmpl = rule.message_pass if out.ok else rule.message_fail
     if tmpl is not None:
@@ -244,7 +244,16 @@ def _setting_target(cv: ClusterView, view: View) -> str:
     return VM_RESOURCE_TYPE
 
 
-def _context(rule: Rule, view: View, cv: ClusterView, failing: list[View], out: Outcome) -> dict[str, Any]:
+def _context(rule: Rule, view: View, cv: ClusterView, failing: list[View], out: Outcome,
+             names: frozenset[str] | None = None) -> dict[str, Any]:
+    """Template names -> values; with ``names``, only those (most results render one message)."""
+    if names is not None:
+        cheap = {"target": view, "cluster": cv, "failing": failing, "outcome": out,
+                 "node": view if isinstance(view, NodeView) else None,
+                 "network": view if isinstance(view, NetworkView) else None}
+        if names <= cheap.keys():
+            return {k: cheap[k] for k in names}
+
     def safe(fn: Callable[[], Any], default: Any) -> Any:
         try:
             return fn()

@@ -114,6 +114,7 @@ class Rule:
     remediation: jinja2.Template
     remediation_text: str
     references: tuple[str, ...]
+    message_names: frozenset[str]       # template names the messages use (contexts build only these)
     source: str
     line: int
     pack: str
@@ -193,6 +194,8 @@ def rules_from_list(doc: YamlDoc, items: Any, base: tuple[Any, ...], pack: str, 
             rationale=" ".join(item["rationale"].split()),
             remediation=_template(doc, path, ("remediation",), item["remediation"], prefix),
             remediation_text=item["remediation"],
+            message_names=frozenset().union(*(jinja2.meta.find_undeclared_variables(TEMPLATES.parse(t))
+                                              for t in msgs.values())),
             references=tuple(item.get("references", ())),
             source=doc.source, line=starts[i], pack=pack,
             yaml_text=_rule_text(text, starts[i], end),

@@ -150,15 +150,16 @@ class Policy:
     overrides: Mapping[str, Mapping[str, Any]]
     waivers: tuple[Waiver, ...]
     doc: YamlDoc
-    _cache: dict[Any, str] = field(default_factory=dict, compare=False, repr=False)
+    _cache: dict[int, tuple[Network, str]] = field(default_factory=dict, compare=False, repr=False)
 
     def classify(self, network: Network) -> str:
-        key = ("net", network.id, network.name, network.subnets)
-        hit = self._cache.get(key)
-        if hit is None:
-            hit = next((e.cls for e in self.entries if e.matches(network)), UNCLASSIFIED)
-            self._cache[key] = hit
-        return hit
+        # Keyed by identity (the network is kept alive in the entry): a cluster's networks are
+        # shared objects, and hashing their subnets would cost more than the lookup saves.
+        hit = self._cache.get(id(network))
+        if hit is None or hit[0] is not network:
+            hit = (network, next((e.cls for e in self.entries if e.matches(network)), UNCLASSIFIED))
+            self._cache[id(network)] = hit
+        return hit[1]
 
     def classify_subnet(self, subnet: IPNetwork | None) -> str:
         """Classify a host migration network by its subnet (contracts §3)."""
