@@ -128,7 +128,10 @@ def as_enum(value: Any, names: Mapping[int, str]) -> str | None:
     """
     if is_empty(value):
         return None
-    number = as_int(value)
+    if value.__class__ is str and not value.strip().lstrip("-").isdigit():
+        number = None                     # a name: skip the (exception-raising) number parse
+    else:
+        number = as_int(value)
     if number is not None:
         return names.get(number, str(number))
     if isinstance(value, str):
