@@ -485,29 +485,14 @@ def _host(v: NodeView) -> HostSettings:
     return v.node.host
 
 
-@fact("node", "migration_enabled", "live migration enabled (VirtualMachineMigrationEnabled)")
-def _nd_enabled(v: NodeView) -> bool | None:
-    return _host(v).migration_enabled
-
-
-@fact("node", "use_any_network", "UseAnyNetworkForMigration")
-def _nd_any(v: NodeView) -> bool | None:
-    return _host(v).use_any_network
-
-
-@fact("node", "authentication", "migration authentication")
-def _nd_auth(v: NodeView) -> str | None:
-    return _host(v).authentication
-
-
-@fact("node", "performance_option", "migration performance option")
-def _nd_perf(v: NodeView) -> str | None:
-    return _host(v).performance_option
-
-
-@fact("node", "max_vm_migrations", "MaximumVirtualMachineMigrations")
-def _nd_maxvm(v: NodeView) -> int | None:
-    return _host(v).max_vm_migrations
+# Hyper-V host settings (Get-VMHost), one fact each.
+for _name, _label, _attr in (
+        ("migration_enabled", "live migration enabled (VirtualMachineMigrationEnabled)", "migration_enabled"),
+        ("use_any_network", "UseAnyNetworkForMigration", "use_any_network"),
+        ("authentication", "migration authentication", "authentication"),
+        ("performance_option", "migration performance option", "performance_option"),
+        ("max_vm_migrations", "MaximumVirtualMachineMigrations", "max_vm_migrations")):
+    fact("node", _name, _label)(lambda v, _a=_attr: getattr(_host(v), _a))
 
 
 @fact("node", "concurrency", "simultaneous live migrations")
