@@ -224,9 +224,9 @@ def identity(view: View) -> dict[str, Any]:
     """Facts that identify the target, shown with every result's evidence."""
     names = {"network": ("name", "id", "class", "role", "state", "metric", "subnets", "carries_lm", "order_position"),
              "node": ("name", "state"),
-             "vm": ("name", "group", "owner_node", "exclude_ids", "order_ids"),
+             "vm": ("name", "group", "owner_node", "excluded_networks", "ordered_networks"),
              "interface": ("name", "node", "network", "state", "address"),
-             "cluster": ("name", "exclude_ids", "order_ids", "effective_order")}.get(view.scope, ())
+             "cluster": ("name", "excluded_networks", "ordered_networks", "effective_order")}.get(view.scope, ())
     out: dict[str, Any] = {}
     for n in names:
         try:
@@ -280,6 +280,8 @@ def _context(rule: Rule, view: View, cv: ClusterView, failing: list[View], out: 
                                     f"-Value {ps_quote(';'.join(ids))}"),
         "set_order": lambda ids: (f"{setting_target} | Set-ClusterParameter -Name MigrationNetworkOrder "
                                   f"-Value {ps_quote(';'.join(ids))}"),
+        "network_names": lambda ids: ", ".join(
+            next((n.name for n in cv.cluster.networks if n.id == i), f"unknown network {i}") for i in ids) or "none",
         "majority_exclude": list(majority.exclude) if majority else [],
         "majority_order": list(majority.order) if majority else [],
         "policy": {"allowed": list(cv.policy.allowed), "preferred": list(cv.policy.preferred),

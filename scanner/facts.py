@@ -365,6 +365,22 @@ def _c_order_ids(v: ClusterView) -> list[str]:
     return list(s.order) if s else []
 
 
+def _names(v: View, ids: list[str]) -> list[str]:
+    """Network Ids as the names an administrator knows (unknown Ids stay visible)."""
+    known = {n.id: n.name for n in v.ctx.cluster.networks}
+    return [known.get(i) or f"unknown network {i}" for i in ids]
+
+
+@fact("cluster", "excluded_networks", "networks excluded from live migration")
+def _c_excluded_names(v: ClusterView) -> list[str]:
+    return _names(v, v.get("exclude_ids"))
+
+
+@fact("cluster", "ordered_networks", "networks named in MigrationNetworkOrder")
+def _c_ordered_names(v: ClusterView) -> list[str]:
+    return _names(v, v.get("order_ids"))
+
+
 @fact("cluster", "unknown_ids", "Ids in the exclude and order lists that name no cluster network")
 def _c_unknown(v: ClusterView) -> list[str]:
     v.need("ClusterNetwork")
@@ -561,6 +577,16 @@ def _vm_ex(v: VMView) -> list[str]:
 @fact("vm", "order_ids", "MigrationNetworkOrder")
 def _vm_order(v: VMView) -> list[str]:
     return list(v.vm.setting.order)
+
+
+@fact("vm", "excluded_networks", "networks excluded from live migration")
+def _vm_excluded_names(v: VMView) -> list[str]:
+    return _names(v, list(v.vm.setting.exclude))
+
+
+@fact("vm", "ordered_networks", "networks named in MigrationNetworkOrder")
+def _vm_ordered_names(v: VMView) -> list[str]:
+    return _names(v, list(v.vm.setting.order))
 
 
 @fact("vm", "matches_majority", "same live-migration setting as most VMs")

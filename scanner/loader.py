@@ -70,7 +70,7 @@ PACK_SCHEMA: dict[str, Any] = {
 #: Names a message or remediation template may use.
 TEMPLATE_NAMES = {"target", "cluster", "node", "network", "vm", "failing", "failing_ids", "exclude", "order",
                   "effective_order_ids", "preferred_ids", "set_exclude", "set_order", "setting_target",
-                  "majority_exclude", "majority_order", "policy", "outcome"}
+                  "majority_exclude", "majority_order", "policy", "outcome", "network_names"}
 
 
 def _union(a: Sequence[Any], b: Sequence[Any]) -> list[Any]:
