@@ -487,10 +487,10 @@ def build_cluster(name: str, data: Sequence[NodeData], failures: Sequence[NodeFa
         if d.interfaces:
             interfaces.extend(d.interfaces)
             covered.add(short_name(d.node))
-    for d in data:
-        for i in d.all_interfaces or ():
-            if short_name(i.node) not in covered:
-                interfaces.append(i)
+    for d in data:                     # sorted by node: the first full report wins
+        extra = [i for i in d.all_interfaces or () if short_name(i.node) not in covered]
+        interfaces.extend(extra)
+        covered.update(short_name(i.node) for i in extra)
     intents = next((d.intents for d in data if d.intents), ())
     atc_raw = next((d.atc_lm_selection for d in data if d.atc_lm_selection is not None), None)
     atc_sel: bool | None = None
@@ -517,6 +517,25 @@ def build_cluster(name: str, data: Sequence[NodeData], failures: Sequence[NodeFa
     )
 
 
+class Reducer:
+    """Reduce snapshots, keeping every interface row only from the first node seen of a cluster.
+
+    Every node reports the whole cluster's interfaces; keeping one full copy per cluster (for a
+    node whose own snapshot lacks them) and each node's own rows is enough.
+    """
+
+    def __init__(self) -> None:
+        self._seen: set[str] = set()
+
+    def reduce(self, snap: Snapshot) -> NodeData:
+        cname = snap.cluster_name()
+        key = cname.casefold() if cname is not None else None
+        first = key is None or key not in self._seen
+        if key is not None:
+            self._seen.add(key)
+        return reduce_snapshot(snap, keep_all_interfaces=first)
+
+
 class ClusterGrouper:
     """Reduce snapshots one by one (so no raw document is kept) and group them into clusters.
 
@@ -531,12 +550,10 @@ class ClusterGrouper:
         self._alias: dict[str, str] = {}
         self._orphans: list[tuple[NodeData, str | None]] = []
         self._failures: list[NodeFailure] = []
+        self._reducer = Reducer()
 
     def add(self, snap: Snapshot, inventory_cluster: str | None = None) -> None:
-        cname = snap.cluster_name()
-        first = cname is not None and cname.casefold() not in self._groups
-        d = reduce_snapshot(snap, keep_all_interfaces=first or cname is None)
-        self.add_data(d, inventory_cluster)
+        self.add_data(self._reducer.reduce(snap), inventory_cluster)
 
     def add_data(self, d: NodeData, inventory_cluster: str | None = None) -> None:
         cname = d.cluster_name or inventory_cluster
