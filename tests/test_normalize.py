@@ -96,3 +96,17 @@ def test_2008r2_per_vm_settings():
     c = group_clusters([snap("HV01", VirtualMachineResource=vms)])[0]
     assert c.legacy and c.setting is None
     assert [(vm.group, vm.setting.exclude) for vm in c.vms] == [("SQL01", ("i",)), ("WEB01", ())]
+
+
+def test_each_node_keeps_its_own_interfaces_and_gaps_are_filled_once():
+    nets = [{"Name": "LM", "Id": "l", "Role": 1}]
+    rows = [{"Name": f"{n} - LM", "Node": n, "Network": "LM", "NetworkId": "l", "State": s}
+            for n, s in (("HV01", 3), ("HV02", 1), ("HV03", 3))]
+    # HV01 and HV02 report every row; HV03 reports none of its own (e.g. an older collector).
+    snaps = [snap("HV01", ClusterNetwork=nets, ClusterNetworkInterface=rows),
+             snap("HV02", ClusterNetwork=nets, ClusterNetworkInterface=[dict(r, State=3) for r in rows]),
+             snap("HV03", ClusterNetwork=nets, ClusterNetworkInterface=rows[:2])]
+    c = group_clusters(snaps)[0]
+    got = sorted((i.node, i.state) for i in c.interfaces)
+    # HV02's own report wins for HV02 (Up), HV03's row comes once, from the first full report.
+    assert got == [("HV01", "Up"), ("HV02", "Up"), ("HV03", "Up")]
