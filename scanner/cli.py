@@ -10,11 +10,15 @@ import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from scanner import __version__
 from scanner.errors import InputError, ScannerError
 from scanner.model import ScanReport, Severity, Status
+
+if TYPE_CHECKING:
+    from scanner.collect.fleet import NodeOutcome
+    from scanner.pipeline import RuleSet
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INCOMPLETE, EXIT_INTERNAL = 0, 1, 2, 3, 4
 REPORT_FLAGS = {"html": "report.html", "junit": "junit.xml", "json": "results.json"}
@@ -222,7 +226,7 @@ def _print_summary(report: ScanReport, outputs: dict[str, Path], color_mode: str
     sys.stdout.flush()
 
 
-def _collect(args: argparse.Namespace, save_dir: Path | None) -> tuple[list[object], bool]:
+def _collect(args: argparse.Namespace, save_dir: Path | None) -> tuple[list[NodeOutcome], bool]:
     from scanner.collect import collect_inventory
     from scanner.collect.inventory import load_inventory
     from scanner.collect.progress import Progress
@@ -241,17 +245,17 @@ def _prompt(text: str) -> str:
     return getpass.getpass(text)
 
 
-def _scan_inventory(args: argparse.Namespace, ruleset: object) -> tuple[ScanReport, bool]:
+def _scan_inventory(args: argparse.Namespace, ruleset: RuleSet) -> tuple[ScanReport, bool]:
     from scanner import pipeline
     from scanner.normalize import NodeFailure
 
     outcomes, interrupted = _collect(args, args.save_snapshots)
-    snaps = [o.snapshot for o in outcomes if o.snapshot is not None]  # type: ignore[attr-defined]
-    failures = [NodeFailure(o.cluster, o.node, _without_node(o.node, o.error))  # type: ignore[attr-defined]
-                for o in outcomes if o.snapshot is None]  # type: ignore[attr-defined]
-    inv = {o.snapshot.source: o.cluster for o in outcomes if o.snapshot is not None}  # type: ignore[attr-defined]
+    snaps = [o.snapshot for o in outcomes if o.snapshot is not None]
+    failures = [NodeFailure(o.cluster, o.node, _without_node(o.node, o.error))
+                for o in outcomes if o.snapshot is None]
+    inv = {o.snapshot.source: o.cluster for o in outcomes if o.snapshot is not None}
     clusters = pipeline.build_clusters(snaps, failures, inv)
-    return pipeline.scan_clusters(ruleset, clusters, fail_on=args.fail_on), interrupted  # type: ignore[arg-type]
+    return pipeline.scan_clusters(ruleset, clusters, fail_on=args.fail_on), interrupted
 
 
 def _without_node(node: str, error: str | None) -> str:
@@ -265,11 +269,11 @@ def cmd_collect(args: argparse.Namespace) -> int:
     if args.out.exists() and not args.out.is_dir():
         raise InputError(args.out, "--out must be a directory")
     outcomes, interrupted = _collect(args, args.out)
-    ok = sum(1 for o in outcomes if o.snapshot is not None)  # type: ignore[attr-defined]
-    failed = [o for o in outcomes if o.snapshot is None]  # type: ignore[attr-defined]
+    ok = sum(1 for o in outcomes if o.snapshot is not None)
+    failed = [o for o in outcomes if o.snapshot is None]
     sys.stdout.write(f"collected {ok} of {len(outcomes)} nodes into {args.out}\n")
     for o in failed:
-        sys.stdout.write(f"  error  {o.cluster}/{o.node}: {o.error}\n")  # type: ignore[attr-defined]
+        sys.stdout.write(f"  error  {o.cluster}/{o.node}: {o.error}\n")
     return EXIT_INCOMPLETE if failed or interrupted else EXIT_OK
 
 

@@ -508,7 +508,7 @@ for _name, _label, _attr in (
         ("authentication", "migration authentication", "authentication"),
         ("performance_option", "migration performance option", "performance_option"),
         ("max_vm_migrations", "MaximumVirtualMachineMigrations", "max_vm_migrations")):
-    fact("node", _name, _label)(lambda v, _a=_attr: getattr(_host(v), _a))
+    fact("node", _name, _label)(lambda v, _a=_attr: getattr(_host(v), _a))  # type: ignore[misc]
 
 
 @fact("node", "concurrency", "simultaneous live migrations")
@@ -543,7 +543,7 @@ def _nd_ifaces(v: NodeView) -> list[InterfaceView]:
 for _name, _label, _attr in (("name", "name", "name"), ("node", "node", "node"), ("network", "network", "network"),
                              ("network_id", "network Id", "network_id"), ("adapter", "adapter", "adapter"),
                              ("address", "address", "address"), ("state", "state", "state")):
-    fact("interface", _name, _label)(lambda v, _a=_attr: getattr(v.iface, _a))
+    fact("interface", _name, _label)(lambda v, _a=_attr: getattr(v.iface, _a))  # type: ignore[misc]
 
 
 @fact("interface", "network_class", "class of the interface's network")

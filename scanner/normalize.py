@@ -11,7 +11,7 @@ import functools
 import ipaddress
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Union
 
 from scanner import values as v
@@ -467,8 +467,8 @@ def build_cluster(name: str, data: Sequence[NodeData], failures: Sequence[NodeFa
     for key, display in sorted(members.items()):
         found = by_short.get(key)
         if found is None:
-            f = fail_by_short.get(key)
-            err = f.error if f else "listed by Get-ClusterNode but no snapshot was collected for it"
+            failed = fail_by_short.get(key)
+            err = failed.error if failed else "listed by Get-ClusterNode but no snapshot was collected for it"
             nodes.append(Node(name=display, collected=False, error=err, state=node_state.get(key)))
         else:
             nodes.append(Node(name=found.node, collected=True, error=None, data=found, state=node_state.get(key)))

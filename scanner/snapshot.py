@@ -44,7 +44,7 @@ class CIDict(Mapping[str, Any]):
     def __len__(self) -> int:
         return len(self._data)
 
-    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, key: str, default: Any = None) -> Any:
         hit = self._data.get(key.casefold())
         return default if hit is None else hit[1]
 

@@ -43,7 +43,7 @@ def is_empty(value: Any) -> bool:
 def text(value: Any) -> str:
     """A scalar as display text; empty for null."""
     if value.__class__ is str:     # the common case, first
-        return value.strip()       # type: ignore[no-any-return]
+        return str(value).strip()
     if is_empty(value):
         return ""
     if isinstance(value, bool):
@@ -102,7 +102,7 @@ def as_bool(value: Any) -> bool | None:
 
 def as_int(value: Any) -> int | None:
     if value.__class__ is int:
-        return value  # type: ignore[no-any-return]
+        return int(value)
     if is_empty(value) or isinstance(value, bool):
         return None
     if isinstance(value, int):

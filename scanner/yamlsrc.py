@@ -119,11 +119,11 @@ def _schema_message(err: Any) -> str:
     if err.validator == "additionalProperties":
         extra = sorted(set(err.instance) - set(err.schema.get("properties", {})))
         allowed = ", ".join(sorted(err.schema.get("properties", {})))
-        return f"unknown key '{extra[0]}' (allowed: {allowed})" if extra else err.message
+        return f"unknown key '{extra[0]}' (allowed: {allowed})" if extra else str(err.message)
     if err.validator == "required":
-        return err.message.replace("is a required property", "is required")
+        return str(err.message).replace("is a required property", "is required")
     if err.validator == "enum":
         return f"{err.instance!r} is not one of: {', '.join(map(str, err.validator_value))}"
     if err.validator == "type":
         return f"expected {err.validator_value}, found {type(err.instance).__name__} {err.instance!r}"
-    return err.message
+    return str(err.message)

@@ -22,7 +22,7 @@ import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Sequence
 
-import junit_xml  # type: ignore[import-untyped]
+import junit_xml
 
 from scanner.model import ClusterInfo, Result, ScanReport, Status
 from scanner.render._common import (
@@ -105,7 +105,7 @@ def _testcase_names(results: Sequence[Result]) -> list[str]:
     names = [one_line(f"{r.rule} {target_label(r.target)}") for r in results]
     shared = _shared(names)
     names = [f"{n} [{one_line(r.target.id)}]" if n.casefold() in shared and r.target.id else n
-             for n, r in zip(names, results)]
+             for n, r in zip(names, results, strict=True)]
     taken: set[str] = set()
     unique = list(names)
     for i in sorted(range(len(names)), key=lambda i: (names[i].casefold(), results[i].id, i)):
@@ -129,7 +129,7 @@ def _shared(names: Iterable[str]) -> set[str]:
 def _suite(report: ScanReport, cluster: str, classname: str, results: Sequence[Result],
            info: ClusterInfo | None) -> junit_xml.TestSuite:
     cases = [_case(report, r, classname, name)
-             for r, name in zip(results, _testcase_names(results))]
+             for r, name in zip(results, _testcase_names(results), strict=True)]
     if not cases:
         # An empty suite is valid XML but CI servers then report "no tests"; say why instead.
         case = junit_xml.TestCase(name="no results", classname=classname)
