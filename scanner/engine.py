@@ -194,26 +194,27 @@ def _judge_group(rule: Rule, cv: ClusterView, nets: list[NetworkView], target: T
     expected = f"every selected network: {first.expected}"
     actual = "; ".join(f"{n.display()}: {o.actual}" for n, o in (bad or outs))
     summary = Outcome(ok, expected, actual, {"networks": per_net}, [n for n, _ in bad])
-    draft = _draft(rule, VMView(cv, cv.vm), cv, target, summary, [n for n, _ in bad])  # type: ignore[arg-type]
+    # The message speaks of the networks (the rule's own templates), one sentence each.
+    message = None
     if not ok and rule.message_fail is not None:
-        msgs = [_render(rule.message_fail, _context(rule, n, cv, [n], o)) for n, o in bad]
-        draft.message = "; ".join(msgs)
+        message = "; ".join(_render(rule.message_fail, _context(rule, n, cv, [n], o)) for n, o in bad)
     elif ok and rule.message_pass is not None:
-        draft.message = "; ".join(
+        message = "; ".join(
             _render(rule.message_pass, _context(rule, n, cv, [], o, rule.message_names)) for n, o in outs)
-    return draft
+    assert cv.vm is not None
+    return _draft(rule, VMView(cv, cv.vm), cv, target, summary, [n for n, _ in bad], message)
 
 
-def _draft(rule: Rule, view: View, cv: ClusterView, target: Target, out: Outcome, failing: list[View]) -> _Draft:
+def _draft(rule: Rule, view: View, cv: ClusterView, target: Target, out: Outcome, failing: list[View],
+           message: str | None = None) -> _Draft:
     ctx = _context(rule, view, cv, failing, out, None if not out.ok else rule.message_names)
     status = Status.PASS if out.ok else Status.FAIL
     tmpl = rule.message_pass if out.ok else rule.message_fail
-    if tmpl is not None:
+    if message is None and tmpl is not None:
         message = _render(tmpl, ctx)
-    elif out.ok:
-        message = f"{view.display()}: {out.actual}"
-    else:
-        message = f"{view.display()}: expected {out.expected}; found {out.actual}"
+    elif message is None:
+        message = (f"{view.display()}: {out.actual}" if out.ok
+                   else f"{view.display()}: expected {out.expected}; found {out.actual}")
     evidence = identity(view)
     evidence.update(out.evidence)
     remediation = _render(rule.remediation, ctx) if not out.ok else ""
