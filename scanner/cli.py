@@ -41,8 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("scan", help="collect or read snapshots, evaluate the rules, write reports",
                        description="Evaluate the rules against snapshots, a live inventory or the bundled demo.")
     src = s.add_mutually_exclusive_group(required=True)
-    src.add_argument("--snapshot", metavar="PATH", type=Path, action="append",
-                     help="snapshot file or directory (read for *.json recursively); repeatable")
+    src.add_argument("--snapshot", metavar="PATH", type=Path, nargs="+", action="extend",
+                     help="snapshot files or directories (read for *.json recursively); repeatable")
     src.add_argument("--inventory", metavar="FILE", type=Path, help="collect live over WinRM from this inventory")
     src.add_argument("--demo", action="store_true", help="scan the bundled demo clusters")
     _add_policy_args(s)
@@ -84,8 +84,8 @@ def _add_policy_args(p: argparse.ArgumentParser) -> None:
     env = os.environ.get("LMSCAN_POLICY")
     p.add_argument("--policy", metavar="FILE", type=Path, default=Path(env) if env else None,
                    help="site policy YAML (default: $LMSCAN_POLICY, else the built-in default)")
-    p.add_argument("--rules", metavar="PATH", type=Path, action="append", default=[],
-                   help="extra rule pack file or directory; repeatable")
+    p.add_argument("--rules", metavar="PATH", type=Path, nargs="+", action="extend", default=[],
+                   help="extra rule pack files or directories; repeatable")
 
 
 def _add_collect_args(p: argparse.ArgumentParser, required: bool) -> None:

@@ -275,8 +275,8 @@ def parse_interfaces(section: Any, networks: Sequence[Network], only_node: str |
     out = []
     for o in v.as_objects(section):
         node = v.text(P(o, "Node"))
-        if want is not None and short_name(node) != want:   # most rows are other nodes': skip them early
-            continue
+        if want is not None and node != only_node and short_name(node) != want:
+            continue   # most rows are other nodes': skip them before any parsing
         net_name = v.text(P(o, "Network"))
         nid = v.norm_id(P(o, "NetworkId")) or by_name.get(net_name.casefold(), "")
         out.append(Interface(

@@ -118,3 +118,12 @@ def test_default_policy_is_flagged_in_results(tmp_path):
     main(["scan", "--snapshot", str(DEMO), "--json", str(out), "-q"])
     scan = json.loads(out.read_text())["scan"]
     assert scan["policy"]["default"] is True and scan["policy"]["path"] is None
+
+
+def test_several_paths_after_one_flag(tmp_path):
+    """contracts §6: --snapshot PATH ... and --rules PATH ... take several paths (and repeat)."""
+    out = tmp_path / "r.json"
+    code = main(["scan", "--snapshot", str(DEMO / "HVCLU19"), str(DEMO / "HVCLU22"), "--snapshot",
+                 str(DEMO / "HVCLU08"), "--policy", str(DEMO / "policy.yaml"), "--json", str(out), "-q"])
+    assert code == 1
+    assert {c["name"] for c in json.loads(out.read_text())["clusters"]} == {"HVCLU08", "HVCLU19", "HVCLU22"}
