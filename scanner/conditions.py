@@ -419,18 +419,3 @@ def _compile_value(op: Operator, raw: Any, path: tuple[Any, ...]) -> Any:
             except ValueError as exc:
                 raise ConditionError(path + ((i,) if isinstance(raw, list) else ()), f"invalid subnet {s!r}: {exc}") from None
     return raw
-
-
-def referenced_policy(cond: Cond | None) -> list[str]:
-    """Policy values a condition reads (for ``skip_if_unset`` checks and docs)."""
-    if cond is None:
-        return []
-    if isinstance(cond, Leaf):
-        return [cond.value.path] if isinstance(cond.value, PolicyRef) else []
-    if isinstance(cond, Combine):
-        return [r for p in cond.parts for r in referenced_policy(p)]
-    if isinstance(cond, Not):
-        return referenced_policy(cond.part)
-    if isinstance(cond, Quant):
-        return referenced_policy(cond.where) + referenced_policy(cond.holds)
-    return []

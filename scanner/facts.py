@@ -8,7 +8,7 @@ raises :class:`Unavailable`, which the engine turns into ``error`` or ``skip``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -615,7 +615,3 @@ def _mn_class(v: MigrationNetworkView) -> str:
 @fact("migration_network", "name", "subnet")
 def _mn_name(v: MigrationNetworkView) -> str:
     return v.mn.subnet
-
-
-def fact_names(scope: str) -> Mapping[str, Fact]:
-    return FACTS[scope]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.resources
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -263,7 +263,3 @@ def all_rules(packs: Sequence[RulePack], extra: Sequence[Rule] = ()) -> list[Rul
     rules = [r for pk in packs for r in pk.rules] + list(extra)
     check_unique(rules)
     return rules
-
-
-def rule_map(rules: Sequence[Rule]) -> Mapping[str, Rule]:
-    return {r.id.casefold(): r for r in rules}

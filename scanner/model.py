@@ -44,9 +44,6 @@ class Severity(str, enum.Enum):
 
 _SEVERITY_RANK = {s: i for i, s in enumerate(Severity)}
 
-#: Order in which statuses are shown and counted.
-STATUS_ORDER: tuple[Status, ...] = (Status.FAIL, Status.ERROR, Status.PASS, Status.SKIP, Status.WAIVED)
-TARGET_KINDS = ("cluster", "node", "network", "interface", "vm")
 
 
 @dataclass(frozen=True, slots=True)
