@@ -57,6 +57,14 @@ def fact(scope: str, name: str, label: str, collection: str | None = None) -> Ca
     return deco
 
 
+def attribute_facts(scope: str, target: Callable[[Any], Any], table: tuple[tuple[str, str, str], ...]) -> None:
+    """Facts that are plain attributes of a view's object: ``(fact name, label, attribute)`` rows."""
+    for name, label, attr in table:
+        def get(v: Any, _attr: str = attr) -> Any:
+            return getattr(target(v), _attr)
+        fact(scope, name, label)(get)
+
+
 class View:
     """Base of the scope views: facts by attribute, cached per view."""
 
@@ -236,29 +244,9 @@ class MigrationNetworkView(View):
 
 # ================================================================ network facts
 
-@fact("network", "name", "name")
-def _n_name(v: NetworkView) -> str:
-    return v.network.name
-
-
-@fact("network", "id", "Id")
-def _n_id(v: NetworkView) -> str:
-    return v.network.id
-
-
-@fact("network", "role", "cluster role")
-def _n_role(v: NetworkView) -> str:
-    return v.network.role
-
-
-@fact("network", "state", "state")
-def _n_state(v: NetworkView) -> str:
-    return v.network.state
-
-
-@fact("network", "metric", "metric")
-def _n_metric(v: NetworkView) -> int | None:
-    return v.network.metric
+attribute_facts("network", lambda v: v.network, (
+    ("name", "name", "name"), ("id", "Id", "id"), ("role", "cluster role", "role"), ("state", "state", "state"),
+    ("metric", "metric", "metric")))
 
 
 @fact("network", "subnets", "subnets")
@@ -502,13 +490,12 @@ def _host(v: NodeView) -> HostSettings:
 
 
 # Hyper-V host settings (Get-VMHost), one fact each.
-for _name, _label, _attr in (
-        ("migration_enabled", "live migration enabled (VirtualMachineMigrationEnabled)", "migration_enabled"),
-        ("use_any_network", "UseAnyNetworkForMigration", "use_any_network"),
-        ("authentication", "migration authentication", "authentication"),
-        ("performance_option", "migration performance option", "performance_option"),
-        ("max_vm_migrations", "MaximumVirtualMachineMigrations", "max_vm_migrations")):
-    fact("node", _name, _label)(lambda v, _a=_attr: getattr(_host(v), _a))  # type: ignore[misc]
+attribute_facts("node", _host, (
+    ("migration_enabled", "live migration enabled (VirtualMachineMigrationEnabled)", "migration_enabled"),
+    ("use_any_network", "UseAnyNetworkForMigration", "use_any_network"),
+    ("authentication", "migration authentication", "authentication"),
+    ("performance_option", "migration performance option", "performance_option"),
+    ("max_vm_migrations", "MaximumVirtualMachineMigrations", "max_vm_migrations")))
 
 
 @fact("node", "concurrency", "simultaneous live migrations")
@@ -540,10 +527,10 @@ def _nd_ifaces(v: NodeView) -> list[InterfaceView]:
 
 # ================================================================ interface facts
 
-for _name, _label, _attr in (("name", "name", "name"), ("node", "node", "node"), ("network", "network", "network"),
-                             ("network_id", "network Id", "network_id"), ("adapter", "adapter", "adapter"),
-                             ("address", "address", "address"), ("state", "state", "state")):
-    fact("interface", _name, _label)(lambda v, _a=_attr: getattr(v.iface, _a))  # type: ignore[misc]
+attribute_facts("interface", lambda v: v.iface, (
+    ("name", "name", "name"), ("node", "node", "node"), ("network", "network", "network"),
+    ("network_id", "network Id", "network_id"), ("adapter", "adapter", "adapter"), ("address", "address", "address"),
+    ("state", "state", "state")))
 
 
 @fact("interface", "network_class", "class of the interface's network")
@@ -554,19 +541,8 @@ def _i_class(v: InterfaceView) -> str | None:
 
 # ================================================================ VM facts (2008 R2)
 
-@fact("vm", "name", "resource name")
-def _vm_name(v: VMView) -> str:
-    return v.vm.name
-
-
-@fact("vm", "group", "group")
-def _vm_group(v: VMView) -> str:
-    return v.vm.group
-
-
-@fact("vm", "owner_node", "owner node")
-def _vm_owner(v: VMView) -> str:
-    return v.vm.owner_node
+attribute_facts("vm", lambda v: v.vm, (
+    ("name", "resource name", "name"), ("group", "group", "group"), ("owner_node", "owner node", "owner_node")))
 
 
 @fact("vm", "exclude_ids", "MigrationExcludeNetworks")
@@ -597,21 +573,10 @@ def _vm_major(v: VMView) -> bool:
 
 # ================================================================ host migration network facts
 
-@fact("migration_network", "subnet", "subnet")
-def _mn_subnet(v: MigrationNetworkView) -> str:
-    return v.mn.subnet
-
-
-@fact("migration_network", "priority", "priority")
-def _mn_prio(v: MigrationNetworkView) -> int | None:
-    return v.mn.priority
+attribute_facts("migration_network", lambda v: v.mn, (
+    ("subnet", "subnet", "subnet"), ("name", "subnet", "subnet"), ("priority", "priority", "priority")))
 
 
 @fact("migration_network", "class", "class")
 def _mn_class(v: MigrationNetworkView) -> str:
     return v.ctx.policy.classify_subnet(v.mn.network)
-
-
-@fact("migration_network", "name", "subnet")
-def _mn_name(v: MigrationNetworkView) -> str:
-    return v.mn.subnet
