@@ -166,11 +166,15 @@ def _properties(report: ScanReport, info: ClusterInfo | None) -> dict[str, str]:
 
 
 def _case(report: ScanReport, r: Result, classname: str, name: str) -> junit_xml.TestCase:
-    # Findings get readable, indented evidence; the (many) other results a compact line.
-    indent = 2 if r.status in (Status.FAIL, Status.ERROR) else None
-    case = junit_xml.TestCase(name=name, classname=classname,
-                              stdout=clean(json.dumps(r.to_dict(), indent=indent, ensure_ascii=False,
-                                                      default=str)))
+    # Findings get the whole result, evidence included, indented; skips and waivers one compact
+    # line of it; a pass only its message and the facts behind it. Passes are most of a fleet's
+    # results, and CI servers cap report files (GitLab: 30 MB) and trim passing output anyway.
+    if r.status is Status.PASS:
+        stdout = f"{r.message}\n{json.dumps(r.evidence, ensure_ascii=False, default=str)}"
+    else:
+        indent = 2 if r.status in (Status.FAIL, Status.ERROR) else None
+        stdout = json.dumps(r.to_dict(), indent=indent, ensure_ascii=False, default=str)
+    case = junit_xml.TestCase(name=name, classname=classname, stdout=clean(stdout))
     body = _body(r)
     if r.status is Status.FAIL:
         message = f"[{r.severity.value}] {r.title}: {r.message}"
