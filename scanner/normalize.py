@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import json
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Union
 
@@ -274,9 +275,10 @@ def parse_interfaces(section: Any, networks: Sequence[Network], only_node: str |
     want = short_name(only_node) if only_node else None
     out = []
     for o in v.as_objects(section):
-        node = v.text(P(o, "Node"))
-        if want is not None and node != only_node and short_name(node) != want:
+        raw = P(o, "Node")
+        if want is not None and raw != only_node and (raw.__class__ is not str or short_name(raw) != want):
             continue   # most rows are other nodes': skip them before any parsing
+        node = v.text(raw)
         net_name = v.text(P(o, "Network"))
         nid = v.norm_id(P(o, "NetworkId")) or by_name.get(net_name.casefold(), "")
         out.append(Interface(
@@ -372,8 +374,23 @@ CLUSTER_SECTIONS = ("OperatingSystem", "Cluster", "ClusterNode", "ClusterNetwork
 _CANONICAL = {s.casefold(): s for s in CLUSTER_SECTIONS}
 
 
-def reduce_snapshot(snap: Snapshot, keep_all_interfaces: bool = False) -> NodeData:
-    """Interpret one node's snapshot. ``keep_all_interfaces`` keeps every row, not only the node's own."""
+def reduce_snapshot(snap: Snapshot, keep_all_interfaces: bool = False,
+                    memo: dict[tuple[str, str], Any] | None = None) -> NodeData:
+    """Interpret one node's snapshot. ``keep_all_interfaces`` keeps every row, not only the node's own.
+
+    ``memo`` shares parsed cluster-wide sections between the nodes of a cluster: every node
+    reports the same networks (and, on 2008 R2, the same VM resources), so each distinct
+    section is parsed once and the nodes share the resulting objects.
+    """
+    def shared(kind: str, section: Any, parse: Callable[[Any], Any]) -> Any:
+        if memo is None:
+            return parse(section)
+        key = (kind, json.dumps(section, sort_keys=True, default=str))
+        hit = memo.get(key)
+        if hit is None:
+            hit = memo[key] = parse(section)
+        return hit
+
     sections: dict[str, str] = {}
     errors: dict[str, str] = {}
     for key in snap.errors:
@@ -395,7 +412,7 @@ def reduce_snapshot(snap: Snapshot, keep_all_interfaces: bool = False) -> NodeDa
     if os_obj is not None:
         caption, version = v.text(P(os_obj, "Caption")), v.text(P(os_obj, "Version"))
         os_text = f"{caption} ({version})" if caption and version else caption or version
-    networks = parse_networks(snap.section("ClusterNetwork")) if has("ClusterNetwork") else None
+    networks = shared("net", snap.section("ClusterNetwork"), parse_networks) if has("ClusterNetwork") else None
     iface_section = snap.section("ClusterNetworkInterface") if has("ClusterNetworkInterface") else None
     own = parse_interfaces(iface_section, networks or (), only_node=snap.node) if iface_section else ()
     everyone = parse_interfaces(iface_section, networks or ()) if iface_section and keep_all_interfaces else None
@@ -412,7 +429,7 @@ def reduce_snapshot(snap: Snapshot, keep_all_interfaces: bool = False) -> NodeDa
         networks=networks,
         setting=parse_setting(v.as_object(snap.section("VirtualMachineResourceType")))
         if has("VirtualMachineResourceType") else None,
-        vms=parse_vms(snap.section("VirtualMachineResource")) if has("VirtualMachineResource") else None,
+        vms=shared("vms", snap.section("VirtualMachineResource"), parse_vms) if has("VirtualMachineResource") else None,
         host=parse_host(snap.section("VMHost")) if has("VMHost") else None,
         migration_networks=parse_migration_networks(snap.section("VMMigrationNetwork")),
         interfaces=own, all_interfaces=everyone,
@@ -526,6 +543,7 @@ class Reducer:
 
     def __init__(self) -> None:
         self._seen: set[str] = set()
+        self._memo: dict[tuple[str, str], Any] = {}
 
     def reduce(self, snap: Snapshot) -> NodeData:
         cname = snap.cluster_name()
@@ -533,7 +551,7 @@ class Reducer:
         first = key is None or key not in self._seen
         if key is not None:
             self._seen.add(key)
-        return reduce_snapshot(snap, keep_all_interfaces=first)
+        return reduce_snapshot(snap, keep_all_interfaces=first, memo=self._memo)
 
 
 class ClusterGrouper:
