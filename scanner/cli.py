@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime as _dt
 import gc
 import importlib.resources
 import os
@@ -181,6 +182,8 @@ def cmd_scan(args: argparse.Namespace) -> int:
         report = pipeline.scan_clusters(ruleset, clusters, fail_on=args.fail_on)
         interrupted = False
     _write_reports(report, outputs)
+    for note in pipeline.waiver_notes(report, ruleset.policy, _dt.date.today()):
+        _warn(note)
     if not args.quiet:
         _print_summary(report, outputs, args.color)
     code = exit_code(report)

@@ -12,7 +12,7 @@ from scanner import __version__
 from scanner.engine import evaluate
 from scanner.errors import InputError
 from scanner.loader import Rule, RulePack, all_rules, builtin_pack, load_rule_paths, rules_from_list
-from scanner.model import ClusterInfo, NodeInfo, PolicyInfo, RuleInfo, ScanInfo, ScanReport, Severity
+from scanner.model import ClusterInfo, NodeInfo, PolicyInfo, RuleInfo, ScanInfo, ScanReport, Severity, Status
 from scanner.normalize import Cluster, ClusterGrouper, NodeFailure, group_clusters
 from scanner.policy import Policy, load_policy
 from scanner.snapshot import Snapshot, read_snapshot_file, snapshot_files
@@ -98,3 +98,20 @@ def read_clusters(paths: Sequence[Path]) -> list[Cluster]:
 
 def _iso(moment: _dt.datetime) -> str:
     return moment.astimezone(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def waiver_notes(report: ScanReport, policy: Policy, today: _dt.date, soon_days: int = 14) -> list[str]:
+    """Waivers that matched no finding (stale), expired, or about to expire: worth a warning."""
+    notes = []
+    where = policy.path or "policy"
+    for w in policy.waivers:
+        hits = [r for r in report.results if r.status in (Status.FAIL, Status.WAIVED)
+                and w.matches(r.rule, r.cluster, r.target.name, r.target.id)]
+        if not hits:
+            notes.append(f"{where}:{w.line}: waiver for {w.rule} matched no finding; remove it if the finding is fixed")
+        elif w.expired(today):
+            notes.append(f"{where}:{w.line}: waiver for {w.rule} expired on {w.expires}; "
+                         f"its {len(hits)} finding(s) fail again")
+        elif w.expires is not None and (w.expires - today).days <= soon_days:
+            notes.append(f"{where}:{w.line}: waiver for {w.rule} ({len(hits)} finding(s)) expires on {w.expires}")
+    return notes

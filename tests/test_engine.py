@@ -172,3 +172,17 @@ def test_policy_rules_are_evaluated_and_checked(tmp_path):
     from scanner.errors import InputError
     with pytest.raises(InputError, match=r"bad.yaml:\d+: rule SITE010: expect.lt: expected a number"):
         load_ruleset(bad)
+
+
+def test_stale_and_expiring_waivers_are_noted(tmp_path):
+    from scanner.pipeline import waiver_notes
+    policy = POLICY + ("waivers:\n"
+                       "  - {rule: LM001, target: 'iscsi-*', reason: storage move, expires: 2026-12-01}\n"
+                       "  - {rule: LM003, reason: no guest network here any more}\n")
+    report = scan(tmp_path, [snapshot("HV01"), snapshot("HV02")], policy, today=dt.date(2026, 11, 26))
+    rs = load_ruleset(tmp_path / "policy.yaml")
+    notes = waiver_notes(report, rs.policy, dt.date(2026, 11, 26))
+    assert len(notes) == 2
+    assert "waiver for LM001 (1 finding(s)) expires on 2026-12-01" in notes[0]
+    assert notes[1].endswith("waiver for LM003 matched no finding; remove it if the finding is fixed")
+    assert notes[1].startswith(f"{tmp_path / 'policy.yaml'}:")
