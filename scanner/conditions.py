@@ -185,12 +185,65 @@ class Leaf(Cond):
     def evaluate(self, view: View) -> Outcome:
         actual = view.get(self.fact)
         value, checked = self._value(view)
+        if self.op == "same" and isinstance(actual, Mapping):
+            return self._compare_nodes(actual, value)
         evidence = {self.fact: _plain(actual)}
         if not checked:
             return Outcome(True, f"{self.label}: not checked (policy {self.value.path} is not set)",
                            f"{self.label}: {show(actual)}", evidence)
         ok = OPERATORS[self.op].fn(actual, value)
         return Outcome(ok, f"{self.label}: {self._phrase(value)}", f"{self.label}: {show(actual)}", evidence)
+
+
+    def _compare_nodes(self, per_node: Mapping[str, Any], want_same: Any) -> Outcome:
+        """``same`` over a per-node mapping: say which settings differ and on which nodes."""
+        diffs = differences(per_node)
+        ok = OPERATORS["same"].fn(per_node, want_same)
+        if not diffs:
+            actual = f"{self.label}: the same on all {len(per_node)} nodes"
+        else:
+            actual = "; ".join(("" if key == "value" else f"{key}: ") + " / ".join(_group_text(val, nodes, groups[0][0]) for val, nodes in groups)
+                               for key, groups in diffs.items())
+        evidence = {self.fact: {k: {show(val): nodes for val, nodes in g} for k, g in diffs.items()}
+                    if diffs else "the same on every node"}
+        return Outcome(ok, f"{self.label}: {self._phrase(want_same)}", actual, evidence)
+
+
+def _group_text(value: Any, nodes: list[str], majority: Any) -> str:
+    """``yes on HV03``; for lists, what a node has more or less than most nodes."""
+    where = ", ".join(nodes)
+    if isinstance(value, list) and value is majority:
+        return f"{where} agree"
+    if isinstance(value, list) and isinstance(majority, list):
+        extra = [x for x in value if x not in majority]
+        missing = [x for x in majority if x not in value]
+        parts = [f"+{show(x)}" for x in extra] + [f"-{show(x)}" for x in missing]
+        return f"{where}: {', '.join(parts) or 'same items, other order'}"
+    return f"{show(value)} on {where}"
+
+
+def differences(per_node: Mapping[str, Any]) -> dict[str, list[tuple[Any, list[str]]]]:
+    """For node -> value (or node -> {setting: value}): each setting whose value differs, with
+    the nodes that have each value (most common value first)."""
+    flat: dict[str, dict[str, Any]] = {}
+    for node, value in per_node.items():
+        items = value.items() if isinstance(value, Mapping) else [("value", value)]
+        for key, val in items:
+            flat.setdefault(str(key), {})[node] = val
+    out: dict[str, list[tuple[Any, list[str]]]] = {}
+    for key, by_node in flat.items():
+        groups: list[tuple[Any, list[str]]] = []
+        for node in per_node:
+            val = by_node.get(node)
+            for seen, nodes in groups:
+                if seen == val:
+                    nodes.append(node)
+                    break
+            else:
+                groups.append((val, [node]))
+        if len(groups) > 1:
+            out[key] = sorted(groups, key=lambda g: -len(g[1]))
+    return out
 
 
 def _plain(value: Any) -> Any:

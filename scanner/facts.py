@@ -202,7 +202,8 @@ class NodeView(View):
         if state == FAILED:
             raise Unavailable(Status.ERROR, f"{section} could not be read on {self.node.name}: "
                                             f"{self.node.section_error(section)}")
-        raise Unavailable(Status.SKIP, f"{section} was not reported by {self.node.name}: "
+        # No node name: the target names the node, and equal reasons group in the reports.
+        raise Unavailable(Status.SKIP, f"{section} was not reported: "
                                        f"{SECTION_HINT.get(section, 'the command does not apply here')}")
 
     def display(self) -> str:

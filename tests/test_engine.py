@@ -186,3 +186,20 @@ def test_stale_and_expiring_waivers_are_noted(tmp_path):
     assert "waiver for LM001 (1 finding(s)) expires on 2026-12-01" in notes[0]
     assert notes[1].endswith("waiver for LM003 matched no finding; remove it if the finding is fixed")
     assert notes[1].startswith(f"{tmp_path / 'policy.yaml'}:")
+
+
+def test_node_comparisons_name_what_differs_and_where(tmp_path):
+    hosts = {"VirtualMachineMigrationEnabled": True, "UseAnyNetworkForMigration": False,
+             "VirtualMachineMigrationAuthenticationType": 1, "VirtualMachineMigrationPerformanceOption": 2,
+             "MaximumVirtualMachineMigrations": 2}
+    odd_nets = [dict(NETS[0], Role=1)] + NETS[1:]
+    report = scan(tmp_path, [snapshot("HV01", VMHost=hosts),
+                             snapshot("HV02", VMHost=dict(hosts, UseAnyNetworkForMigration="True"),
+                                      ClusterNetwork=odd_nets)])
+    host5 = by(report, "HOST005")[("cluster", "HVCLU01")]
+    assert host5.status is Status.FAIL
+    assert host5.actual == "UseAnyNetworkForMigration: no on HV01 / yes on HV02"
+    assert host5.evidence["node_host_settings"] == {"UseAnyNetworkForMigration": {"no": ["HV01"], "yes": ["HV02"]}}
+    lm10 = by(report, "LM010")[("cluster", "HVCLU01")]
+    assert lm10.status is Status.FAIL
+    assert "HV01 agree / HV02: +iSCSI-A [" in lm10.actual and "role Cluster 10.10.10.0/24" in lm10.actual
