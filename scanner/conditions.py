@@ -131,6 +131,10 @@ CMP_OPS = ("eq", "ne", "lt", "le", "gt", "ge")
 
 
 class Cond:
+    def describe(self, policy: Any = None) -> str:
+        """What the condition asks, in words; policy values resolved when ``policy`` is given."""
+        raise NotImplementedError
+
     def evaluate(self, view: View) -> Outcome:
         """Verdict with what was expected and found (for a result's evidence)."""
         raise NotImplementedError
@@ -139,8 +143,6 @@ class Cond:
         """Verdict only: what selections and filters need, without building any text."""
         return self.evaluate(view).ok
 
-    def describe(self) -> str:
-        raise NotImplementedError
 
 
 @dataclass
@@ -173,9 +175,10 @@ class Leaf(Cond):
                                 present="set" if value else "not set",
                                 same="the same on every node" if value else "different")
 
-    def describe(self) -> str:
+    def describe(self, policy: Any = None) -> str:
         if isinstance(self.value, PolicyRef):
-            return f"{self.label}: {OPERATORS[self.op].phrase.format(v='policy ' + self.value.path, empty='', present='', same='')}"
+            value = policy.lookup(self.value.path) if policy is not None else None
+            return f"{self.label}: {self._phrase(value)}"
         return f"{self.label}: {self._phrase(self.value)}"
 
     def test(self, view: View) -> bool:
@@ -261,8 +264,8 @@ class Combine(Cond):
     kind: str          # all | any
     parts: list[Cond]
 
-    def describe(self) -> str:
-        return f" {'and' if self.kind == 'all' else 'or'} ".join(p.describe() for p in self.parts)
+    def describe(self, policy: Any = None) -> str:
+        return f" {'and' if self.kind == 'all' else 'or'} ".join(p.describe(policy) for p in self.parts)
 
     def test(self, view: View) -> bool:
         if self.kind == "all":
@@ -287,8 +290,8 @@ class Combine(Cond):
 class Not(Cond):
     part: Cond
 
-    def describe(self) -> str:
-        return f"not ({self.part.describe()})"
+    def describe(self, policy: Any = None) -> str:
+        return f"not ({self.part.describe(policy)})"
 
     def test(self, view: View) -> bool:
         return not self.part.test(view)
@@ -315,15 +318,15 @@ class Quant(Cond):
         where = self.where
         return [i for i in items if where.test(i)]
 
-    def _what(self) -> str:
-        return f"{self.label} where {self.where.describe()}" if self.where else self.label
+    def _what(self, policy: Any = None) -> str:
+        return f"{self.label} where {self.where.describe(policy)}" if self.where else self.label
 
-    def describe(self) -> str:
+    def describe(self, policy: Any = None) -> str:
         if self.kind == "each":
-            return f"every {self._what()}: {self.holds.describe() if self.holds else ''}"
+            return f"every {self._what(policy)}: {self.holds.describe(policy) if self.holds else ''}"
         if self.kind == "exists":
-            return f"at least one {self._what()}"
-        return f"number of {self._what()}: {OPERATORS[self.op or 'eq'].phrase.format(v=self.number)}"
+            return f"at least one {self._what(policy)}"
+        return f"number of {self._what(policy)}: {OPERATORS[self.op or 'eq'].phrase.format(v=self.number)}"
 
     def test(self, view: View) -> bool:
         items = self._items(view)
@@ -339,18 +342,19 @@ class Quant(Cond):
         items = self._items(view)
         names = [i.display() for i in items]
         evidence: dict[str, Any] = {self.collection: names}
+        policy = view.ctx.policy
         if self.kind == "exists":
-            return Outcome(bool(items), f"at least one {self._what()}",
+            return Outcome(bool(items), self.describe(policy),
                            f"{len(items)} found" + (f": {', '.join(names)}" if items else ""), evidence)
         if self.kind == "count":
             assert self.op is not None
             ok = OPERATORS[self.op].fn(len(items), self.number)
-            return Outcome(ok, self.describe(), f"{len(items)}" + (f" ({', '.join(names)})" if items else ""),
+            return Outcome(ok, self.describe(policy), f"{len(items)}" + (f" ({', '.join(names)})" if items else ""),
                            evidence)
         assert self.holds is not None
         holds = self.holds
         bad = [(item, holds.evaluate(item)) for item in items if not holds.test(item)]
-        expected = f"every {self._what()}: {self.holds.describe()}"
+        expected = self.describe(policy)
         if bad:
             evidence["failing"] = {i.display(): o.actual for i, o in bad}
             actual = "; ".join(f"{i.display()}: {o.actual}" for i, o in bad)
