@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from scanner.pipeline import RuleSet
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INCOMPLETE, EXIT_INTERNAL = 0, 1, 2, 3, 4
+STDOUT = "-"   # a report path of "-" means standard output (then no summary is printed)
 REPORT_FLAGS = {"html": "report.html", "junit": "junit.xml", "json": "results.json"}
 SEVERITIES = [s.value for s in Severity]
 
@@ -47,9 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--inventory", metavar="FILE", type=Path, help="collect live over WinRM from this inventory")
     src.add_argument("--demo", action="store_true", help="scan the bundled demo clusters")
     _add_policy_args(s)
-    s.add_argument("--html", metavar="FILE", type=Path, help="write the HTML report here")
-    s.add_argument("--junit", metavar="FILE", type=Path, help="write the JUnit XML report here")
-    s.add_argument("--json", metavar="FILE", type=Path, help="write the results JSON here")
+    s.add_argument("--html", metavar="FILE", type=Path, help="write the HTML report here ('-': standard output)")
+    s.add_argument("--junit", metavar="FILE", type=Path, help="write the JUnit XML report here ('-': standard output)")
+    s.add_argument("--json", metavar="FILE", type=Path, help="write the results JSON here ('-': standard output)")
     s.add_argument("--out-dir", metavar="DIR", type=Path,
                    help="write report.html, junit.xml and results.json into DIR (--demo: default ./lmscan-demo)")
     s.add_argument("--fail-on", metavar="SEVERITY", choices=SEVERITIES,
@@ -153,7 +154,11 @@ def _outputs(args: argparse.Namespace) -> dict[str, Path]:
 
 def _check_writable(outputs: dict[str, Path]) -> None:
     """Refuse report paths that cannot be written before any work is done."""
+    if sum(1 for p in outputs.values() if str(p) == STDOUT) > 1:
+        raise InputError("arguments", "only one report can go to standard output ('-')")
     for fmt, path in outputs.items():
+        if str(path) == STDOUT:
+            continue
         if path.exists() and path.is_dir():
             raise InputError(path, f"--{fmt} names a directory; give a file name")
         parent = path.parent if str(path.parent) else Path(".")
@@ -184,7 +189,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
     _write_reports(report, outputs)
     for note in pipeline.waiver_notes(report, ruleset.policy, _dt.date.today()):
         _warn(note)
-    if not args.quiet:
+    if not args.quiet and not any(str(p) == STDOUT for p in outputs.values()):
         _print_summary(report, outputs, args.color)
     code = exit_code(report)
     return EXIT_INCOMPLETE if interrupted and code == EXIT_OK else code
@@ -205,6 +210,10 @@ def _write_reports(report: ScanReport, outputs: dict[str, Path]) -> None:
 
     rendered = {fmt: FORMATS[fmt](report) for fmt in outputs}   # render all before writing any
     for fmt, path in outputs.items():
+        if str(path) == STDOUT:
+            sys.stdout.buffer.write(rendered[fmt])
+            sys.stdout.flush()
+            continue
         try:
             atomic_write(path, rendered[fmt])
         except OSError as exc:

@@ -127,3 +127,11 @@ def test_several_paths_after_one_flag(tmp_path):
                  str(DEMO / "HVCLU08"), "--policy", str(DEMO / "policy.yaml"), "--json", str(out), "-q"])
     assert code == 1
     assert {c["name"] for c in json.loads(out.read_text())["clusters"]} == {"HVCLU08", "HVCLU19", "HVCLU22"}
+
+
+def test_a_report_can_go_to_standard_output(tmp_path):
+    p = run("scan", "--snapshot", str(DEMO / "HVCLU22"), "--policy", str(DEMO / "policy.yaml"), "--json", "-")
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["lmscan_results"] == 1      # nothing but the report on stdout
+    p = run("scan", "--demo", "--json", "-", "--junit", "-")
+    assert p.returncode == 2 and "only one report" in p.stderr
