@@ -77,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     rs = rsub.add_parser("show", help="show one rule: metadata, remediation and its YAML")
     rs.add_argument("rule_id", metavar="ID")
     _add_policy_args(rs)
+    rsub.add_parser("facts", help="list the facts rules can use, per scope (for rule authors)")
     rv = rsub.add_parser("validate", help="validate a rule pack or a site policy file")
     rv.add_argument("file", metavar="FILE", type=Path)
     return p
@@ -294,6 +295,8 @@ def cmd_rules(args: argparse.Namespace) -> int:
 
     if args.rules_command == "validate":
         return _validate(args.file)
+    if args.rules_command == "facts":
+        return _list_facts()
     ruleset = pipeline.load_ruleset(args.policy, args.rules)
     if args.rules_command == "list":
         w = max(len(r.id) for r in ruleset.rules)
@@ -322,6 +325,22 @@ def _show_rule(r: object) -> str:
         lines += ["", "References:"] + [f"  {x}" for x in r.references]
     lines += ["", "Definition:"] + [f"  {x}" for x in r.yaml_text.rstrip().splitlines()]
     return "\n".join(lines) + "\n"
+
+
+def _list_facts() -> int:
+    from scanner.conditions import OPERATORS
+    from scanner.facts import FACTS
+
+    for scope, facts in FACTS.items():
+        sys.stdout.write(f"{scope}:\n")
+        width = max(len(n) for n in facts)
+        for name in sorted(facts):
+            f = facts[name]
+            kind = f" (a collection of {f.collection} items)" if f.collection else ""
+            sys.stdout.write(f"  {name:<{width}}  {f.label}{kind}\n")
+    sys.stdout.write(f"operators: {', '.join(OPERATORS)}\n")
+    sys.stdout.write("quantifiers: all, any, not, each/where/holds, exists/where, count/where\n")
+    return EXIT_OK
 
 
 def _validate(path: Path) -> int:

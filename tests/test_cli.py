@@ -135,3 +135,14 @@ def test_a_report_can_go_to_standard_output(tmp_path):
     assert json.loads(p.stdout)["lmscan_results"] == 1      # nothing but the report on stdout
     p = run("scan", "--demo", "--json", "-", "--junit", "-")
     assert p.returncode == 2 and "only one report" in p.stderr
+
+
+def test_rules_facts_lists_every_fact(capsys):
+    from scanner.facts import FACTS
+    assert main(["rules", "facts"]) == 0
+    out = capsys.readouterr().out
+    for scope, facts in FACTS.items():
+        assert f"{scope}:\n" in out
+        for name in facts:
+            assert f"  {name} " in out
+    assert "(a collection of network items)" in out
