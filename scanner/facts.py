@@ -159,6 +159,17 @@ class ClusterView(View):
             self._cache[key] = effective_order(self.cluster.networks, self.setting())
         return self._cache[key]  # type: ignore[no-any-return]
 
+    def interface_states(self) -> dict[tuple[str, str], list[str]]:
+        """Interface states by (network Id, node), indexed once per cluster view."""
+        from scanner.normalize import short_name
+        index: dict[tuple[str, str], list[str]] | None = self._cache.get("_ifaces")
+        if index is None:
+            index = {}
+            for i in self.cluster.interfaces:
+                index.setdefault((i.network_id, short_name(i.node)), []).append(i.state)
+            self._cache["_ifaces"] = index
+        return index
+
     def network_views(self, node: Node | None = None) -> list[NetworkView]:
         self.need("ClusterNetwork")
         return [NetworkView(self, n, node) for n in self.cluster.networks]
@@ -285,8 +296,7 @@ def _n_iface_state(v: NetworkView) -> str | None:
     if v.node is None:
         return None
     from scanner.normalize import short_name
-    states = [i.state for i in v.ctx.cluster.interfaces
-              if i.network_id == v.network.id and short_name(i.node) == short_name(v.node.name)]
+    states = v.ctx.interface_states().get((v.network.id, short_name(v.node.name)), [])
     if "Up" in states:
         return "Up"
     return states[0] if states else "none"
