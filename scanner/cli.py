@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--fail-on", metavar="SEVERITY", choices=SEVERITIES,
                    default=os.environ.get("LMSCAN_FAIL_ON", "low"),
                    help="lowest severity whose failures make the exit code 1 (default: low; info never fails)")
-    _add_collect_args(s, required=False)
+    _add_workers_arg(s)
     s.add_argument("--save-snapshots", metavar="DIR", type=Path, help="with --inventory: keep what was collected")
     s.add_argument("--color", choices=["auto", "always", "never"], default="auto", help="colour in the summary")
     s.add_argument("-q", "--quiet", action="store_true", help="print no summary")
@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("collect", help="collect snapshots over WinRM without evaluating")
     c.add_argument("--inventory", metavar="FILE", type=Path, required=True)
     c.add_argument("--out", metavar="DIR", type=Path, required=True, help="one snapshot file per node goes here")
-    _add_collect_args(c, required=False)
+    _add_workers_arg(c)
 
     sub.add_parser("collector-script", help="print the PowerShell collector (run it on a node: "
                                             "powershell -NoProfile -File collect.ps1 > node.json)")
@@ -91,7 +91,7 @@ def _add_policy_args(p: argparse.ArgumentParser) -> None:
                    help="extra rule pack files or directories; repeatable")
 
 
-def _add_collect_args(p: argparse.ArgumentParser, required: bool) -> None:
+def _add_workers_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", metavar="N", type=int, default=None,
                    help="nodes collected at once (default 32)")
 
@@ -260,14 +260,14 @@ def _prompt(text: str) -> str:
 
 def _scan_inventory(args: argparse.Namespace, ruleset: RuleSet) -> tuple[ScanReport, bool]:
     from scanner import pipeline
-    from scanner.normalize import NodeFailure
+    from scanner.normalize import NodeFailure, group_clusters
 
     outcomes, interrupted = _collect(args, args.save_snapshots)
     snaps = [o.snapshot for o in outcomes if o.snapshot is not None]
     failures = [NodeFailure(o.cluster, o.node, _without_node(o.node, o.error))
                 for o in outcomes if o.snapshot is None]
     inv = {o.snapshot.source: o.cluster for o in outcomes if o.snapshot is not None}
-    clusters = pipeline.build_clusters(snaps, failures, inv)
+    clusters = group_clusters(snaps, failures, inv)
     return pipeline.scan_clusters(ruleset, clusters, fail_on=args.fail_on), interrupted
 
 

@@ -85,7 +85,7 @@ def _targets(rule: Rule, cv: ClusterView, cluster_target: Target) -> list[_Draft
     cluster = cv.cluster
     scope = rule.scope
     if rule.per_vm and cluster.legacy:
-        return _per_vm(rule, cv, cluster_target)
+        return _per_vm(rule, cv)
     if scope == "cluster":
         return [_judge(rule, cv, cv, cluster_target)]
     if scope == "vm":
@@ -132,7 +132,7 @@ def _uncollected(view: NodeView) -> _Draft:
     return _Draft(target_of(view), Status.ERROR, f"node {view.node.name} could not be collected: {view.node.error}")
 
 
-def _per_vm(rule: Rule, base: ClusterView, cluster_target: Target) -> list[_Draft]:
+def _per_vm(rule: Rule, base: ClusterView) -> list[_Draft]:
     """2008 R2: the setting lives on each VM resource, so the rule is judged once per VM."""
     cluster = base.cluster
     if not cluster.vms:
@@ -142,7 +142,7 @@ def _per_vm(rule: Rule, base: ClusterView, cluster_target: Target) -> list[_Draf
     selected_any = False
     for vm in cluster.vms:
         cv = ClusterView(cluster, base.policy, vm)
-        target = Target("vm", vm.group, vm.name, None)
+        target = target_of(VMView(cv, vm))
         try:
             if rule.scope == "cluster":
                 selected_any = True

@@ -13,9 +13,9 @@ from scanner.engine import evaluate
 from scanner.errors import InputError
 from scanner.loader import Rule, RulePack, all_rules, builtin_pack, load_rule_paths, rules_from_list
 from scanner.model import ClusterInfo, NodeInfo, PolicyInfo, RuleInfo, ScanInfo, ScanReport, Severity, Status
-from scanner.normalize import Cluster, ClusterGrouper, NodeFailure, group_clusters
+from scanner.normalize import Cluster, ClusterGrouper
 from scanner.policy import Policy, load_policy
-from scanner.snapshot import Snapshot, read_snapshot_file, snapshot_files
+from scanner.snapshot import read_snapshot_file, snapshot_files
 
 
 @dataclass(frozen=True)
@@ -32,8 +32,8 @@ def load_ruleset(policy_path: Path | None, rule_paths: Sequence[Path] = ()) -> R
     policy = load_policy(policy_path)
     packs = [builtin_pack(), *load_rule_paths(list(rule_paths))]
     doc = policy.doc
-    policy_text = Path(policy_path).read_text(encoding="utf-8-sig") if policy_path else ""
-    extra = rules_from_list(doc, (doc.data or {}).get("rules"), ("rules",), "policy", policy_text) if policy_path else []
+    # The policy's own rules, from the text already read (never a second read of the file).
+    extra = rules_from_list(doc, (doc.data or {}).get("rules"), ("rules",), "policy", doc.text) if policy_path else []
     rules = all_rules(packs, extra)
     known = {r.id for r in rules}
     for rid in policy.overrides:
@@ -70,11 +70,6 @@ def scan_clusters(ruleset: RuleSet, clusters: Sequence[Cluster], fail_on: str = 
     rules = {r.id: RuleInfo(id=r.id, title=r.title, severity=Severity(policy.overrides.get(r.id, {}).get(
         "severity", r.severity.value)), rationale=r.rationale, references=r.references) for r in ruleset.rules}
     return ScanReport(scan=scan, clusters=infos, results=tuple(results), rules=rules)
-
-
-def build_clusters(snapshots: Sequence[Snapshot], failures: Sequence[NodeFailure] = (),
-                   inventory_cluster: dict[str, str] | None = None) -> list[Cluster]:
-    return group_clusters(snapshots, failures, inventory_cluster)
 
 
 def run_scan(snapshot_paths: list[Path], policy_path: Path | None = None, rule_paths: Sequence[Path] = (),

@@ -32,6 +32,7 @@ class YamlDoc:
     source: str
     data: Any
     lines: dict[PathT, int]
+    text: str = ""
 
     def line(self, path: Sequence[Any]) -> int:
         """The line of the value at ``path``, or of its nearest ancestor that has one."""
@@ -98,7 +99,7 @@ def load_yaml(path: Path, text: str | None = None) -> YamlDoc:
         raise InputError(source, f"invalid YAML: {exc}") from None
     finally:
         loader.dispose()
-    return YamlDoc(source=source, data=data, lines=lines)
+    return YamlDoc(source=source, data=data, lines=lines, text=text)
 
 
 def schema_check(doc: YamlDoc, schema: Mapping[str, Any], prefix: str = "") -> None:

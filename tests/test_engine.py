@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from scanner.model import Severity, Status
-from scanner.pipeline import build_clusters, load_ruleset, scan_clusters
+from scanner.normalize import group_clusters
+from scanner.pipeline import load_ruleset, scan_clusters
 from scanner.snapshot import parse_snapshot
 
 ISCSI = "0b1e6f0e-1111-4a63-b5fd-0a3b2f6a1c11"
@@ -47,7 +48,7 @@ def scan(tmp_path, snaps, policy=POLICY, today=None):
     p = tmp_path / "policy.yaml"
     p.write_text(policy)
     rs = load_ruleset(p)
-    return scan_clusters(rs, build_clusters(snaps), today=today)
+    return scan_clusters(rs, group_clusters(snaps), today=today)
 
 
 def by(report, rule):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,8 +13,6 @@ ROOT = Path(__file__).parents[1]
 
 @pytest.mark.parametrize("tool, args", [("mypy", []), ("ruff", ["check", "scanner"])])
 def test_tool_is_clean(tool: str, args: list[str]) -> None:
-    if shutil.which(tool) is None and tool == "ruff":
-        pytest.fail("ruff is not installed: pip install -e '.[test]'")
     cmd = [sys.executable, "-m", tool, *args]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+import functools
 import json
 from pathlib import Path
 
@@ -93,22 +94,19 @@ def test_arbitrary_bytes_give_a_snapshot_or_an_input_error(raw):
        st.dictionaries(section_names, json_values, max_size=3))
 def test_arbitrary_sections_never_crash_the_scan(sections, errors):
     """Whatever the sections hold, the whole pipeline yields results, never an exception."""
-    from scanner.pipeline import build_clusters, load_ruleset, scan_clusters
+    from scanner.normalize import group_clusters
+    from scanner.pipeline import scan_clusters
 
     doc = {"lmscan_snapshot": 1, "node": "HV01", "sections": sections, "errors": errors}
     try:
         snap = parse_snapshot(json.dumps(doc).encode(), "fuzz.json")
     except InputError:
         return
-    report = scan_clusters(_RULESET(), build_clusters([snap]))
+    report = scan_clusters(_ruleset(), group_clusters([snap]))
     assert report.results
 
 
-_cache: dict[str, object] = {}
-
-
-def _RULESET():  # noqa: N802 - cached once per session; loading is pure
+@functools.lru_cache(maxsize=1)
+def _ruleset():  # loading is pure: one per session is enough
     from scanner.pipeline import load_ruleset
-    if "rs" not in _cache:
-        _cache["rs"] = load_ruleset(None)
-    return _cache["rs"]
+    return load_ruleset(None)
