@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, TextIO
 from scanner import __version__
 from scanner.errors import InputError, ScannerError
 from scanner.model import ScanReport, Severity, Status
+from scanner.term import clean
 
 if TYPE_CHECKING:
     from scanner.collect.fleet import NodeOutcome
@@ -133,11 +134,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _err(line: str) -> None:
-    sys.stderr.write(f"lmscan: error: {line}\n")
+    sys.stderr.write(f"lmscan: error: {clean(line)}\n")
 
 
 def _warn(line: str) -> None:
-    sys.stderr.write(f"lmscan: warning: {line}\n")
+    sys.stderr.write(f"lmscan: warning: {clean(line)}\n")
 
 
 def _outputs(args: argparse.Namespace) -> dict[str, Path]:
@@ -235,7 +236,7 @@ def _print_summary(report: ScanReport, outputs: dict[str, Path], color_mode: str
     width = min(shutil.get_terminal_size((100, 24)).columns, 120)
     sys.stdout.write(render_console(report, color=_use_color(color_mode, sys.stdout), width=width))
     for fmt, path in outputs.items():
-        sys.stdout.write(f"{fmt:>5}: {path}\n")
+        sys.stdout.write(f"{fmt:>5}: {clean(path)}\n")
     sys.stdout.flush()
 
 
@@ -284,9 +285,9 @@ def cmd_collect(args: argparse.Namespace) -> int:
     outcomes, interrupted = _collect(args, args.out)
     ok = sum(1 for o in outcomes if o.snapshot is not None)
     failed = [o for o in outcomes if o.snapshot is None]
-    sys.stdout.write(f"collected {ok} of {len(outcomes)} nodes into {args.out}\n")
+    sys.stdout.write(f"collected {ok} of {len(outcomes)} nodes into {clean(args.out)}\n")
     for o in failed:
-        sys.stdout.write(f"  error  {o.cluster}/{o.node}: {o.error}\n")
+        sys.stdout.write(f"  error  {clean(o.cluster)}/{clean(o.node)}: {clean(o.error)}\n")
     return EXIT_INCOMPLETE if failed or interrupted else EXIT_OK
 
 
@@ -303,12 +304,12 @@ def cmd_rules(args: argparse.Namespace) -> int:
         for r in ruleset.rules:
             sev = ruleset.policy.overrides.get(r.id, {}).get("severity", r.severity.value)
             off = "  (disabled by policy)" if ruleset.policy.overrides.get(r.id, {}).get("enabled") is False else ""
-            sys.stdout.write(f"{r.id:<{w}}  {sev:<8}  {r.scope:<9}  {r.title}{off}\n")
+            sys.stdout.write(clean(f"{r.id:<{w}}  {sev:<8}  {r.scope:<9}  {r.title}{off}") + "\n")
         return EXIT_OK
     wanted = args.rule_id.casefold()
     for r in ruleset.rules:
         if r.id.casefold() == wanted:
-            sys.stdout.write(_show_rule(r))
+            sys.stdout.write(clean(_show_rule(r), multiline=True))
             return EXIT_OK
     raise InputError("rules", f"no rule with id {args.rule_id!r}; 'lmscan rules list' shows the ids")
 
@@ -352,12 +353,12 @@ def _validate(path: Path) -> int:
     data = doc.data if isinstance(doc.data, dict) else {}
     if "lmscan_policy" in data:
         rs = pipeline.load_ruleset(path)
-        sys.stdout.write(f"{path}: valid site policy ({len(rs.policy.entries)} network classes, "
-                         f"{len(rs.rules)} rules in force)\n")
+        sys.stdout.write(clean(f"{path}: valid site policy ({len(rs.policy.entries)} network classes, "
+                               f"{len(rs.rules)} rules in force)") + "\n")
         return EXIT_OK
     pack = load_pack(path)
     pipeline.load_ruleset(None, [path])  # also checks ids against the built-in pack
-    sys.stdout.write(f"{path}: valid rule pack '{pack.name}' {pack.version} ({len(pack.rules)} rules: "
-                     f"{', '.join(r.id for r in pack.rules)})\n")
+    sys.stdout.write(clean(f"{path}: valid rule pack '{pack.name}' {pack.version} ({len(pack.rules)} rules: "
+                           f"{', '.join(r.id for r in pack.rules)})") + "\n")
     return EXIT_OK
 

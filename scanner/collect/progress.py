@@ -2,7 +2,8 @@
 
 Workers call :meth:`Progress.started` from their threads; everything that writes runs in the
 thread that drives the pool (``finished``, ``tick``, ``close``), so lines never interleave.
-Only node names, cluster names and the already-redacted error lines are ever written.
+Only node names, cluster names and the already-redacted error lines are ever written, each
+through :func:`scanner.term.clean`.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import threading
 import time
 from collections.abc import Callable
 from typing import TextIO
+
+from scanner.term import clean
 
 
 class Progress:
@@ -75,7 +78,7 @@ class Progress:
             self._redraw()
         elif self.clock() - self._last_summary >= self.summary_every:
             self._last_summary = self.clock()
-            self._write(f"collect: {self.status()}\n")
+            self._write(clean(f"collect: {self.status()}") + "\n")
 
     def close(self, interrupted: bool = False) -> None:
         took = self.clock() - self._began
@@ -102,7 +105,7 @@ class Progress:
 
     def _redraw(self) -> None:
         width = shutil.get_terminal_size((100, 24)).columns
-        text = f"collect: {self.status()}"
+        text = clean(f"collect: {self.status()}")
         if len(text) >= width:
             text = text[: max(10, width - 2)] + "…"
         self._write("\r\x1b[2K" + text)
@@ -112,7 +115,7 @@ class Progress:
         if self._live_line:
             self._write("\r\x1b[2K")
             self._live_line = False
-        self._write(text + "\n")
+        self._write(clean(text) + "\n")
 
     def _write(self, text: str) -> None:
         try:

@@ -11,6 +11,7 @@ import unicodedata
 from collections.abc import Sequence
 
 from scanner.model import ScanReport, Status
+from scanner.term import clean
 from scanner.render._common import (
     VERDICT_LABELS,
     cluster_names,
@@ -53,7 +54,8 @@ def render_console(report: ScanReport, color: bool, width: int = 100) -> str:
     lines.extend(_findings(report))
     lines.append([])
     lines.append(_verdict_line(report))
-    return "\n".join(_render(_fit(segments, width), color) for segments in lines) + "\n"
+    # Field text is made inert for a terminal here, once, before the line is cut to width.
+    return "\n".join(_render(_fit([(clean(t), s) for t, s in segments], width), color) for segments in lines) + "\n"
 
 
 def _cluster_table(report: ScanReport, width: int) -> list[list[Segment]]:
