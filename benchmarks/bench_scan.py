@@ -67,6 +67,21 @@ def peak_rss_mb() -> float:
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
 
+def decode_only(folder: Path) -> dict[str, Any]:
+    """The floor: read every snapshot file and decode it with orjson, nothing else (issue 11's yardstick)."""
+    import orjson
+
+    began = time.perf_counter()
+    files = sorted(p for p in (folder / "snapshots").rglob("*.json") if p.is_file())
+    total = 0
+    for path in files:
+        raw = path.read_bytes()
+        total += len(raw)
+        orjson.loads(raw[3:] if raw.startswith(b"\xef\xbb\xbf") else raw)
+    return {"decode_s": round(time.perf_counter() - began, 3), "decode_bytes": total,
+            "peak_rss_mb": round(peak_rss_mb(), 1)}
+
+
 def measure(folder: Path, use_tracemalloc: bool, formats: list[str] | None = None) -> dict[str, Any]:
     """The child's work: one scan and every report, timed. Returns the figures."""
     import tracemalloc
@@ -100,9 +115,9 @@ def measure(folder: Path, use_tracemalloc: bool, formats: list[str] | None = Non
 
 
 def run_child(folder: Path, use_tracemalloc: bool, memory_limit_gb: float,
-              formats: list[str] | None) -> dict[str, Any]:
+              formats: list[str] | None, decode: bool = False) -> dict[str, Any]:
     """Measure one fleet in a fresh interpreter, under an address-space limit."""
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--measure", str(folder),
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--decode-only" if decode else "--measure", str(folder),
            "--memory-limit-gb", str(memory_limit_gb)]
     if formats is not None:
         cmd += ["--formats", ",".join(formats)]
@@ -116,12 +131,13 @@ def run_child(folder: Path, use_tracemalloc: bool, memory_limit_gb: float,
     return json.loads(lines[-1])
 
 
-def child_main(folder: Path, use_tracemalloc: bool, memory_limit_gb: float, formats: list[str] | None) -> int:
+def child_main(folder: Path, use_tracemalloc: bool, memory_limit_gb: float, formats: list[str] | None,
+               decode: bool = False) -> int:
     if memory_limit_gb > 0:
         limit = int(memory_limit_gb * 2**30)
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     try:
-        figures = measure(folder, use_tracemalloc, formats)
+        figures = decode_only(folder) if decode else measure(folder, use_tracemalloc, formats)
     except MemoryError:
         figures = {"error": f"out of memory (limit {memory_limit_gb:g} GiB)"}
     out(json.dumps(figures))
@@ -138,8 +154,9 @@ def default_memory_limit_gb() -> float:
 
 
 def print_table(rows: list[tuple[dict[str, Any], dict[str, Any]]]) -> None:
-    head = (f"{'clusters':>8} {'+2008R2':>7} {'files':>7} {'MB in':>7} {'scan s':>8} {'render s':>8} "
-            f"{'total s':>8} {'ms/clu':>7} {'x first':>7} {'peak RSS MB':>11} {'results':>8}")
+    head = (f"{'clusters':>8} {'+2008R2':>7} {'files':>7} {'MB in':>7} {'decode s':>8} {'scan s':>8} "
+            f"{'render s':>8} {'total s':>8} {'x decode':>8} {'ms/clu':>7} {'x first':>7} {'peak RSS MB':>11} "
+            f"{'results':>8}")
     out(head)
     out("-" * len(head))
     first: float | None = None
@@ -152,9 +169,13 @@ def print_table(rows: list[tuple[dict[str, Any], dict[str, Any]]]) -> None:
         total = fig["scan_s"] + fig["render_s"]
         per = 1000 * total / (info["clusters"] + info["legacy_clusters"])
         first = first or per
-        out(f"{lead} {fig['scan_s']:>8.2f} {fig['render_s']:>8.2f} {total:>8.2f} {per:>7.1f} "
-            f"{per / first:>7.2f} {fig['peak_rss_mb']:>11.0f} {fig['results']:>8}")
+        dec = fig.get("decode_s")
+        ratio = f"{total / dec:>8.2f}" if dec else f"{'-':>8}"
+        out(f"{lead} {dec if dec is not None else '-':>8} {fig['scan_s']:>8.2f} {fig['render_s']:>8.2f} "
+            f"{total:>8.2f} {ratio} {per:>7.1f} {per / first:>7.2f} {fig['peak_rss_mb']:>11.0f} {fig['results']:>8}")
     out()
+    out("decode s: a process that only reads the same files and decodes them with orjson, run just before the "
+        "scan; x decode: (scan + render) / decode (issue 11's target: at most 2.5).")
     out("ms/clu: (scan + render) per cluster; x first: that figure relative to the smallest fleet "
         "(about 1.0 all the way down means linear growth).")
     for info, fig in rows:
@@ -177,10 +198,13 @@ def main(argv: list[str] | None = None) -> int:
                     help="address-space limit of each measuring process; 0 for none")
     ap.add_argument("--formats", help="comma-separated report formats to render (default: all of FORMATS)")
     ap.add_argument("--measure", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--decode-only", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     formats = [f.strip() for f in args.formats.split(",") if f.strip()] if args.formats else None
     if args.measure:
         return child_main(args.measure, args.tracemalloc, args.memory_limit_gb, formats)
+    if args.decode_only:
+        return child_main(args.decode_only, False, args.memory_limit_gb, None, decode=True)
 
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     root = args.workdir or Path(tempfile.mkdtemp(prefix="lmscan-bench-"))
@@ -190,7 +214,11 @@ def main(argv: list[str] | None = None) -> int:
         for n in sizes:
             folder, info = ensure_fleet(root, n, args.seed, args.own_interfaces)
             out(f"fleet of {n} clusters ready ({info['files']} files, {info['bytes'] / 1e6:.0f} MB); measuring ...")
-            rows.append((info, run_child(folder, args.tracemalloc, args.memory_limit_gb, formats)))
+            floor = run_child(folder, False, args.memory_limit_gb, None, decode=True)
+            fig = run_child(folder, args.tracemalloc, args.memory_limit_gb, formats)
+            if "error" not in fig and "decode_s" in floor:
+                fig["decode_s"] = floor["decode_s"]
+            rows.append((info, fig))
     finally:
         if args.workdir is None:
             shutil.rmtree(root, ignore_errors=True)
