@@ -2,17 +2,26 @@
 
 ``--update-golden`` rewrites the files in ``tests/golden/`` from the current output instead
 of comparing against them; review the diff before committing it.
+
+``shared_file("schemas/junit-10.xsd")`` finds material that lives in ``../shared`` beside
+the checkout and is never copied into the repository (the JUnit and SARIF schemas). A fresh
+clone without it skips those tests with a reason naming the file; CI (``CI`` set) fails them.
 """
 
 from __future__ import annotations
 
 import difflib
+import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+ROOT = Path(__file__).resolve().parents[1]
 GOLDEN_DIR = Path(__file__).parent / "golden"
+#: Where ``../shared`` is expected: next to the checkout.
+SHARED_DIR = ROOT.parent / "shared"
 # ISO-8601 and the reports' human form ("2026-11-26 02:00:03 UTC"), and JUnit durations.
 _TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z| UTC|[+-]\d{2}:?\d{2})?")
 _DURATION = re.compile(r'(\btime=")[0-9.]+(")|(\(took )\d+( s\))')
@@ -59,3 +68,26 @@ class Golden:
 @pytest.fixture
 def golden(request: pytest.FixtureRequest) -> Golden:
     return Golden(bool(request.config.getoption("--update-golden")))
+
+
+def in_ci() -> bool:
+    """True when the ``CI`` environment variable is set as CI servers set it (``true``, ``1``...)."""
+    return os.environ.get("CI", "").strip().casefold() not in ("", "0", "false", "no")
+
+
+def shared_path(relative: str) -> Path:
+    """The path of ``../shared/<relative>``; skips the test when it is absent, fails it in CI."""
+    path = SHARED_DIR / relative
+    if path.is_file():
+        return path
+    reason = (f"shared file ../shared/{relative} not found (looked for {path}); it lives beside "
+              "the checkout, not in the repository")
+    if in_ci():
+        pytest.fail(f"{reason}; CI is set, so this is a failure, not a skip", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def shared_file() -> Callable[[str], Path]:
+    """``shared_file("schemas/junit-10.xsd")``: see :func:`shared_path`."""
+    return shared_path

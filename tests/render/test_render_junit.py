@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,15 +18,11 @@ from scanner.render.junit import render_junit
 
 from .conftest import HOSTILE_NAME, build_big, build_empty, build_sample, result
 
-# The schema is shared material next to the repository, never copied into it.
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / ".." / "shared" / "schemas" / "junit-10.xsd"
-
 
 @pytest.fixture(scope="module")
-def schema() -> xmlschema.XMLSchema:
-    if not SCHEMA_PATH.exists():
-        pytest.fail(f"JUnit schema not found at {SCHEMA_PATH}")
-    return xmlschema.XMLSchema(str(SCHEMA_PATH))
+def schema(shared_file: Callable[[str], Path]) -> xmlschema.XMLSchema:
+    # The schema is shared material next to the repository, never copied into it.
+    return xmlschema.XMLSchema(str(shared_file("schemas/junit-10.xsd")))
 
 
 def _read(report: ScanReport) -> JUnitXml:
