@@ -125,6 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _err("interrupted")
         return 130
     except BrokenPipeError:
+        _stdout_gone()
         return EXIT_OK
     except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, not a traceback
         if os.environ.get("LMSCAN_DEBUG"):
@@ -154,25 +155,18 @@ def _outputs(args: argparse.Namespace) -> dict[str, Path]:
     return out
 
 
-def _check_writable(outputs: dict[str, Path]) -> None:
-    """Refuse report paths that cannot be written before any work is done."""
-    if sum(1 for p in outputs.values() if str(p) == STDOUT) > 1:
-        raise InputError("arguments", "only one report can go to standard output ('-')")
-    for fmt, path in outputs.items():
-        if str(path) == STDOUT:
-            continue
-        if path.exists() and path.is_dir():
-            raise InputError(path, f"--{fmt} names a directory; give a file name")
-        parent = path.parent if str(path.parent) else Path(".")
-        if parent.exists() and not parent.is_dir():
-            raise InputError(path, f"cannot write --{fmt}: {parent} is not a directory")
+def _inputs(args: argparse.Namespace) -> list[Path]:
+    """Every file or directory this run reads (or fills), which no report may overwrite."""
+    paths = [args.policy, *args.rules, args.inventory, args.save_snapshots, *(args.snapshot or [])]
+    return [p for p in paths if p is not None]
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
     from scanner import pipeline
+    from scanner.reportset import check_outputs
 
     outputs = _outputs(args)
-    _check_writable(outputs)
+    check_outputs(outputs, _inputs(args))
     policy = args.policy
     if args.demo:
         demo = importlib.resources.files("scanner.demo")
@@ -188,13 +182,30 @@ def cmd_scan(args: argparse.Namespace) -> int:
         clusters = pipeline.read_clusters(snapshot_paths if args.demo else args.snapshot)
         report = pipeline.scan_clusters(ruleset, clusters, fail_on=args.fail_on)
         interrupted = False
-    _write_reports(report, outputs)
-    for note in pipeline.waiver_notes(report, ruleset.policy, _dt.date.today()):
-        _warn(note)
-    if not args.quiet and not any(str(p) == STDOUT for p in outputs.values()):
-        _print_summary(report, outputs, args.color)
     code = exit_code(report)
-    return EXIT_INCOMPLETE if interrupted and code == EXIT_OK else code
+    code = EXIT_INCOMPLETE if interrupted and code == EXIT_OK else code
+    try:
+        _write_reports(report, outputs)
+        for note in pipeline.waiver_notes(report, ruleset.policy, _dt.date.today()):
+            _warn(note)
+        if not args.quiet and not any(str(p) == STDOUT for p in outputs.values()):
+            _print_summary(report, outputs, args.color)
+    except BrokenPipeError:
+        # The reader of standard output went away (``| head``, ``| true``): the verdict stands,
+        # and a report that did not reach its reader is never a success.
+        _stdout_gone()
+        return code if code != EXIT_OK else EXIT_INCOMPLETE
+    return code
+
+
+def _stdout_gone() -> None:
+    """Point standard output at /dev/null so nothing (not even the flush at exit) fails again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
 
 
 def exit_code(report: ScanReport) -> int:
@@ -207,19 +218,20 @@ def exit_code(report: ScanReport) -> int:
 
 
 def _write_reports(report: ScanReport, outputs: dict[str, Path]) -> None:
-    from scanner.fsutil import atomic_write
+    """Render every report, write the files as one set (all or none), then standard output."""
     from scanner.render import FORMATS
+    from scanner.reportset import write_files
 
     rendered = {fmt: FORMATS[fmt](report) for fmt in outputs}   # render all before writing any
+    try:
+        write_files({path: rendered[fmt] for fmt, path in outputs.items() if str(path) != STDOUT})
+    except OSError as exc:
+        raise InputError(exc.filename or "reports", f"cannot write the reports: {exc.strerror or exc} "
+                         "(no report was written or changed)") from None
     for fmt, path in outputs.items():
         if str(path) == STDOUT:
             sys.stdout.buffer.write(rendered[fmt])
             sys.stdout.flush()
-            continue
-        try:
-            atomic_write(path, rendered[fmt])
-        except OSError as exc:
-            raise InputError(path, f"cannot write the {fmt} report: {exc.strerror}") from None
 
 
 def _use_color(mode: str, stream: TextIO) -> bool:

@@ -13,7 +13,7 @@ def _read_umask() -> int:
     return mask
 
 
-_UMASK = _read_umask()  # read once: os.umask() is process-wide and not thread-safe to toggle
+UMASK = _read_umask()  # read once: os.umask() is process-wide and not thread-safe to toggle
 
 
 def atomic_write(path: Path, data: bytes, mode: int = 0o666) -> None:
@@ -26,7 +26,7 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o666) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        os.fchmod(fd, mode & ~_UMASK)
+        os.fchmod(fd, mode & ~UMASK)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
