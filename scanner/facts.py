@@ -12,9 +12,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from scanner import sections as sec
 from scanner.model import Status
-from scanner.normalize import (FAILED, MISSING, OK, UNCOLLECTED, Cluster, HostSettings, Interface, LMSetting, MigrationNetwork,
-                               Network, Node, VMResource, carries_lm, effective_order)
+from scanner.normalize import (ABSENT, FAILED, OK, UNCOLLECTED, UNREPORTED, Cluster, HostSettings, Interface,
+                               LMSetting, MigrationNetwork, Network, Node, VMResource, carries_lm, effective_order)
 from scanner.policy import Policy
 
 
@@ -27,13 +28,23 @@ class Unavailable(Exception):
         self.reason = reason
 
 
-SECTION_HINT = {
-    "VMHost": "the Hyper-V PowerShell module is not present (Windows Server 2008 R2 or no Hyper-V role)",
-    "VMMigrationNetwork": "the Hyper-V PowerShell module is not present",
-    "NetIntent": "Network ATC is not installed",
-    "NetIntentGlobalOverrides": "Network ATC is not installed",
-    "ClusterNetworkInterface": "no cluster network interfaces were reported",
-}
+def unavailable(section: str, state: str, message: str, legacy: bool, where: str = "") -> Unavailable:
+    """Why a section in ``state`` cannot give a fact (contracts §1 as amended, "a missing section").
+
+    ``where`` names the node (" on HV01") for node-level messages. Missing and absent sections
+    give ``skip`` with the reason; failed, never reported (when required) and uncollected ones
+    give ``error``.
+    """
+    if state == UNCOLLECTED:
+        return Unavailable(Status.ERROR, message or "no node of this cluster could be collected")
+    if state == FAILED:
+        return Unavailable(Status.ERROR, f"{section} could not be read{where}: {message}".rstrip(": "))
+    if state == UNREPORTED:
+        return Unavailable(Status.ERROR, f"{message}{where and ' (' + where.strip() + ')'}")
+    if state == ABSENT:
+        return Unavailable(Status.SKIP, f"{section} does not apply: {message}")
+    # No node name: the target names the node, and equal reasons group in the reports.
+    return Unavailable(Status.SKIP, sec.missing_reason(section, legacy))
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,15 +129,8 @@ class ClusterView(View):
         """Raise :class:`Unavailable` unless every section was reported by some node."""
         for section in sections:
             state = self.cluster.section_state(section)
-            if state == OK:
-                continue
-            if state == UNCOLLECTED:
-                raise Unavailable(Status.ERROR, "no node of this cluster could be collected")
-            if state == FAILED:
-                raise Unavailable(Status.ERROR, f"{section} could not be read: "
-                                                f"{self.cluster.section_errors.get(section, '')}".rstrip(": "))
-            raise Unavailable(Status.SKIP, f"{section} was not reported: "
-                                           f"{SECTION_HINT.get(section, 'the command does not apply here')}")
+            if state != OK:
+                raise unavailable(section, state, self.cluster.section_errors.get(section, ""), self.cluster.legacy)
 
     def setting(self) -> LMSetting | None:
         """The LM setting in force here; raises when it was not reported at all."""
@@ -137,11 +141,9 @@ class ClusterView(View):
             return c.setting
         if c.legacy:
             return None  # 2008 R2 outside a VM context: see carries_lm
-        for section in ("VirtualMachineResourceType", "VirtualMachineResource"):
-            if c.section_state(section) == FAILED:
-                self.need(section)
         if not c.collected_nodes():
             raise Unavailable(Status.ERROR, "no node of this cluster could be collected")
+        self.need("VirtualMachineResourceType")
         raise Unavailable(Status.SKIP, "the live-migration network setting was not reported "
                                        "(no \"Virtual Machine\" resource type: Hyper-V is not clustered here)")
 
@@ -210,12 +212,8 @@ class NodeView(View):
             return
         if state == UNCOLLECTED:
             raise Unavailable(Status.ERROR, f"node {self.node.name} was not collected: {self.node.error}")
-        if state == FAILED:
-            raise Unavailable(Status.ERROR, f"{section} could not be read on {self.node.name}: "
-                                            f"{self.node.section_error(section)}")
-        # No node name: the target names the node, and equal reasons group in the reports.
-        raise Unavailable(Status.SKIP, f"{section} was not reported: "
-                                       f"{SECTION_HINT.get(section, 'the command does not apply here')}")
+        legacy = self.node.data.legacy if self.node.data else self.ctx.cluster.legacy
+        raise unavailable(section, state, self.node.section_error(section), legacy, f" on {self.node.name}")
 
     def display(self) -> str:
         return self.node.name
@@ -431,9 +429,9 @@ def _per_node(v: ClusterView, section: str, key: Callable[[Node], Any]) -> dict[
             raise Unavailable(Status.ERROR, f"node {n.name} was not collected, so all nodes cannot be compared: "
                                             f"{n.error}")
         state = n.section_state(section)
-        if state == FAILED:
-            raise Unavailable(Status.ERROR, f"{section} could not be read on {n.name}: {n.section_error(section)}")
-        out[n.name] = key(n) if state == OK else "(not reported)"
+        if state in (FAILED, UNREPORTED):
+            raise unavailable(section, state, n.section_error(section), v.cluster.legacy, f" on {n.name}")
+        out[n.name] = key(n) if state == OK else f"(not reported: {n.section_error(section) or 'missing'})"
     return out
 
 
@@ -496,7 +494,7 @@ def _nd_state(v: NodeView) -> str | None:
 def _host(v: NodeView) -> HostSettings:
     v.need("VMHost")
     if v.node.host is None:
-        raise Unavailable(Status.SKIP, f"VMHost reported nothing on {v.node.name}")
+        raise Unavailable(Status.ERROR, f"VMHost is empty on {v.node.name} (Get-VMHost always returns the host)")
     return v.node.host
 
 
@@ -518,7 +516,7 @@ def _nd_concurrency(v: NodeView) -> int | None:
 
 @fact("node", "migration_networks", "host migration networks (Get-VMMigrationNetwork)", collection="migration_network")
 def _nd_mnets(v: NodeView) -> list[MigrationNetworkView]:
-    v.need("VMHost") if v.node.section_state("VMMigrationNetwork") == MISSING else v.need("VMMigrationNetwork")
+    v.need("VMMigrationNetwork")
     return [MigrationNetworkView(v.ctx, m) for m in v.node.migration_networks]
 
 

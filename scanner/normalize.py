@@ -15,14 +15,18 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Union
 
+from scanner import sections as sec
 from scanner import values as v
-from scanner.values import prop as P
 from scanner.snapshot import Snapshot
+from scanner.values import prop as P
 
 IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]  # noqa: UP007 - a runtime alias
 
-#: Section states at cluster or node level.
+#: Section states at cluster or node level (contracts §1, "a missing section"): reported; missing
+#: and not required (skip); failed (error); absent, the feature is not installed (skip with the
+#: reason); required but neither reported, failed nor absent (error); node not collected (error).
 OK, MISSING, FAILED, UNCOLLECTED = "ok", "missing", "failed", "uncollected"
+ABSENT, UNREPORTED = "absent", "unreported"
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,9 +121,11 @@ class NodeData:
     source: str
     collected_at: str | None
     cluster_name: str | None
-    sections: Mapping[str, str]          # canonical section name -> OK | FAILED (absent = missing)
-    errors: Mapping[str, str]
+    sections: Mapping[str, str]          # canonical section name -> OK | FAILED | ABSENT | UNREPORTED
+    errors: Mapping[str, str]            # section -> the failure message, or the reason it is absent
     members: tuple[tuple[str, str | None], ...] = ()
+    member: str = ""                     # this node's name as Get-ClusterNode lists it
+    legacy: bool = False                 # Windows Server 2008 R2 (per-VM live-migration settings)
     os: str = ""
     networks: tuple[Network, ...] | None = None
     setting: LMSetting | None = None
@@ -135,6 +141,11 @@ class NodeData:
 
     def state(self, section: str) -> str:
         return self.sections.get(section, MISSING)
+
+    @property
+    def name(self) -> str:
+        """The cluster's name for the node (its snapshot may say COMPUTERNAME or an FQDN)."""
+        return self.member or self.node
 
 
 @dataclass(frozen=True, slots=True)
@@ -368,10 +379,74 @@ class NodeFailure:
 
 # --------------------------------------------------------------------------- assembly
 
-CLUSTER_SECTIONS = ("OperatingSystem", "Cluster", "ClusterNode", "ClusterNetwork", "ClusterNetworkInterface",
-                    "VirtualMachineResourceType", "VirtualMachineResource", "VMHost", "VMMigrationNetwork",
-                    "SmbBandwidthLimit", "NetIntent", "NetIntentGlobalOverrides")
-_CANONICAL = {s.casefold(): s for s in CLUSTER_SECTIONS}
+CLUSTER_SECTIONS = sec.NAMES
+
+
+def snapshot_is_legacy(snap: Snapshot) -> bool:
+    """Windows Server 2008 R2 (6.1) or older, from OperatingSystem.Version; else from what was collected."""
+    os_obj = v.as_object(snap.section("OperatingSystem"))
+    version = v.text(P(os_obj, "Version")) if os_obj is not None else ""
+    parts = version.split(".")
+    if len(parts) >= 2 and parts[0].isdigit() and parts[1].isdigit():
+        return (int(parts[0]), int(parts[1])) < (6, 2)
+    for key in ("VirtualMachineResource", "VirtualMachineResourceType"):
+        if key in snap.sections or key in snap.errors or key in snap.absent:
+            return key == "VirtualMachineResource"
+    return v.text(snap.collector.get("powershell")).startswith("2.")
+
+
+def section_states(snap: Snapshot, legacy: bool) -> tuple[dict[str, str], dict[str, str]]:
+    """Each section's state on this node, and the message (failure or absence reason) behind it.
+
+    Precedence: reported, then failed, then absent. A required section that is none of these
+    is UNREPORTED (contracts §1 as amended: its rules give ``error``, never ``skip``).
+    """
+    states: dict[str, str] = {}
+    messages: dict[str, str] = {}
+    for key in snap.absent:
+        name = sec.canonical(key)
+        states[name] = ABSENT
+        messages[name] = str(snap.absent.get(key)) or "the feature is not installed"
+    for key in snap.errors:
+        name = sec.canonical(key)
+        states[name] = FAILED
+        messages[name] = str(snap.errors.get(key))
+    for key in snap.sections:      # null is an empty value, reported (contracts §1)
+        name = sec.canonical(key)
+        states[name] = OK
+        messages.pop(name, None)
+    for name in sec.NAMES:
+        if name not in states and sec.required(name, legacy):
+            states[name] = UNREPORTED
+            messages[name] = sec.not_collected_reason(name)
+    return states, messages
+
+
+def match_member(names: Iterable[str], members: Iterable[str]) -> str | None:
+    """The ``Get-ClusterNode`` name among ``members`` that one of ``names`` (how a node calls itself) means.
+
+    A node may call itself by its COMPUTERNAME (the NetBIOS name, cut to 15 characters), its
+    short DNS name or its FQDN, while the cluster lists its DNS host name: compare full names,
+    then short names, then a 15-character NetBIOS name with the start of a longer member name
+    (only when exactly one member fits, never by guessing).
+    """
+    members = [m for m in members if m]
+    names = [n for n in names if n]
+    for name in names:
+        for m in members:
+            if m.casefold() == name.casefold():
+                return m
+    for name in names:
+        for m in members:
+            if short_name(m) == short_name(name):
+                return m
+    for name in names:
+        short = short_name(name)
+        if len(short) == 15:
+            fits = [m for m in members if len(short_name(m)) > 15 and short_name(m)[:15] == short]
+            if len(fits) == 1:
+                return fits[0]
+    return None
 
 
 def reduce_snapshot(snap: Snapshot, keep_all_interfaces: bool = False,
@@ -391,30 +466,26 @@ def reduce_snapshot(snap: Snapshot, keep_all_interfaces: bool = False,
             hit = memo[key] = parse(section)
         return hit
 
-    sections: dict[str, str] = {}
-    errors: dict[str, str] = {}
-    for key in snap.errors:
-        name = _CANONICAL.get(key.casefold(), key)
-        sections[name] = FAILED
-        errors[name] = str(snap.errors.get(key))
-    for key in snap.sections:
-        if snap.sections.get(key) is not None:
-            sections[_CANONICAL.get(key.casefold(), key)] = OK
-            errors.pop(_CANONICAL.get(key.casefold(), key), None)
+    legacy = snapshot_is_legacy(snap)
+    sections, errors = section_states(snap, legacy)
 
     def has(name: str) -> bool:
         return sections.get(name) == OK
 
     members = tuple((v.text(P(o, "Name")), v.as_enum(P(o, "State"), v.NODE_STATE))
                     for o in v.as_objects(snap.section("ClusterNode")) if v.text(P(o, "Name")))
+    iface_section = snap.section("ClusterNetworkInterface") if has("ClusterNetworkInterface") else None
+    member = match_member((snap.node, snap.dns_host_name or ""), [m for m, _ in members]) or ""
+    if not member and iface_section:
+        member = match_member((snap.node, snap.dns_host_name or ""),
+                              {v.text(P(o, "Node")) for o in v.as_objects(iface_section)}) or ""
     os_obj = v.as_object(snap.section("OperatingSystem"))
     os_text = ""
     if os_obj is not None:
         caption, version = v.text(P(os_obj, "Caption")), v.text(P(os_obj, "Version"))
         os_text = f"{caption} ({version})" if caption and version else caption or version
     networks = shared("net", snap.section("ClusterNetwork"), parse_networks) if has("ClusterNetwork") else None
-    iface_section = snap.section("ClusterNetworkInterface") if has("ClusterNetworkInterface") else None
-    own = parse_interfaces(iface_section, networks or (), only_node=snap.node) if iface_section else ()
+    own = parse_interfaces(iface_section, networks or (), only_node=member or snap.node) if iface_section else ()
     everyone = parse_interfaces(iface_section, networks or ()) if iface_section and keep_all_interfaces else None
     cluster_obj = v.as_object(snap.section("Cluster"))
     intents = tuple(v.text(P(o, "IntentName")) or "(unnamed)" for o in v.as_objects(snap.section("NetIntent")))
@@ -426,6 +497,7 @@ def reduce_snapshot(snap: Snapshot, keep_all_interfaces: bool = False,
     return NodeData(
         node=snap.node, source=snap.source, collected_at=v.as_date(snap.collected_at),
         cluster_name=snap.cluster_name(), sections=sections, errors=errors, members=members, os=os_text,
+        member=member, legacy=legacy,
         networks=networks,
         setting=parse_setting(v.as_object(snap.section("VirtualMachineResourceType")))
         if has("VirtualMachineResourceType") else None,
@@ -448,16 +520,15 @@ def _cluster_section_states(data: Sequence[NodeData]) -> tuple[dict[str, str], d
         names.extend(n for n in d.sections if n not in names)
     for name in names:
         got = [d.state(name) for d in data]
-        if OK in got:
-            states[name] = OK
-        elif FAILED in got:
-            states[name] = FAILED
-            d = next(d for d in data if d.state(name) == FAILED)
-            errors[name] = f"{d.node}: {d.errors.get(name, '')}"
-        elif data:
-            states[name] = MISSING
-        else:
+        if not data:
             states[name] = UNCOLLECTED
+            continue
+        # Reported by any node wins; then what proves least: failed, never reported, absent.
+        state = next((s for s in (OK, FAILED, UNREPORTED, ABSENT) if s in got), MISSING)
+        states[name] = state
+        if state in (FAILED, UNREPORTED, ABSENT):
+            d = next(d for d in data if d.state(name) == state)
+            errors[name] = f"{d.name}: {d.errors.get(name, '')}"
     return states, errors
 
 
@@ -473,10 +544,10 @@ def build_cluster(name: str, data: Sequence[NodeData], failures: Sequence[NodeFa
         for member, state in d.members:
             members.setdefault(short_name(member), member)
             node_state.setdefault(short_name(member), state)
-    by_short = {short_name(d.node): d for d in data}
-    fail_by_short = {short_name(f.node): f for f in failures}
+    by_short = {short_name(d.name): d for d in data}
+    fail_by_short = {short_name(match_member([f.node], members.values()) or f.node): f for f in failures}
     for key, d in by_short.items():
-        members.setdefault(key, d.node)
+        members.setdefault(key, d.name)
     for key, f in fail_by_short.items():
         members.setdefault(key, f.node)
 
@@ -488,14 +559,15 @@ def build_cluster(name: str, data: Sequence[NodeData], failures: Sequence[NodeFa
             err = failed.error if failed else "listed by Get-ClusterNode but no snapshot was collected for it"
             nodes.append(Node(name=display, collected=False, error=err, state=node_state.get(key)))
         else:
-            nodes.append(Node(name=found.node, collected=True, error=None, data=found, state=node_state.get(key)))
+            nodes.append(Node(name=found.name, collected=True, error=None, data=found, state=node_state.get(key)))
 
     networks = _majority([(tuple(x.key() for x in d.networks), d.networks)
                           for d in data if d.networks is not None]) or ()
     setting = _majority([(d.setting.key(), d.setting) for d in data if d.setting is not None])
     vms = _majority([(tuple((vm.name, vm.group, vm.setting.key()) for vm in d.vms), d.vms)
                      for d in data if d.vms is not None]) or ()
-    legacy = setting is None and (any(d.vms is not None for d in data) or states.get("VirtualMachineResource") == FAILED)
+    legacy = setting is None and (any(d.vms is not None for d in data) or states.get("VirtualMachineResource") == FAILED
+                                  or (bool(data) and sum(d.legacy for d in data) * 2 > len(data)))
     # Interfaces: each node's own rows from its own snapshot; for a node whose snapshot has none,
     # the rows another node reported for it.
     interfaces: list[Interface] = []
@@ -503,7 +575,7 @@ def build_cluster(name: str, data: Sequence[NodeData], failures: Sequence[NodeFa
     for d in data:
         if d.interfaces:
             interfaces.extend(d.interfaces)
-            covered.add(short_name(d.node))
+            covered.add(short_name(d.name))
     for d in data:                     # sorted by node: the first full report wins
         extra = [i for i in d.all_interfaces or () if short_name(i.node) not in covered]
         interfaces.extend(extra)
@@ -593,7 +665,7 @@ class ClusterGrouper:
         for d, _ in self._orphans:
             # A snapshot without a cluster name joins the cluster whose ClusterNode lists it.
             home = next((key for key, members in groups.items()
-                         if any(short_name(m) == short_name(d.node) for x in members for m, _ in x.members)), None)
+                         if match_member([d.node, d.name], [m for x in members for m, _ in x.members])), None)
             if home is None:
                 home = d.node.casefold()
                 display.setdefault(home, Counter())[d.node] += 1

@@ -11,7 +11,7 @@ from __future__ import annotations
 import codecs
 import json
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +67,8 @@ class Snapshot:
     errors: CIDict
     source: str
     document: Mapping[str, Any]
+    absent: CIDict = field(default_factory=lambda: CIDict({}))
+    dns_host_name: str | None = None
 
     def section(self, name: str) -> Any:
         return self.sections.get(name)
@@ -76,6 +78,10 @@ class Snapshot:
 
     def failed(self, name: str) -> bool:
         return name in self.errors and name not in self.sections
+
+    def is_absent(self, name: str) -> bool:
+        """The collector found evidence that the feature behind ``name`` is not installed."""
+        return name in self.absent and not self.has(name) and name not in self.errors
 
     def cluster_name(self) -> str | None:
         c = self.sections.get("Cluster")
@@ -156,6 +162,12 @@ def snapshot_from_document(doc: Any, source: str) -> Snapshot:
         errors = {}
     if not isinstance(errors, dict):
         raise InputError(source, "'errors' must be a JSON object of section name to message", "errors")
+    absent = top.get("absent")
+    if absent is None:
+        absent = {}
+    if not isinstance(absent, dict):
+        raise InputError(source, "'absent' must be a JSON object of section name to reason", "absent")
+    dns = top.get("dns_host_name")
     collector = top.get("collector")
     collected_at = top.get("collected_at")
     return Snapshot(
@@ -166,6 +178,8 @@ def snapshot_from_document(doc: Any, source: str) -> Snapshot:
         errors=CIDict({k: "" if v is None else str(v) for k, v in errors.items()}),
         source=source,
         document=doc,
+        absent=CIDict({k: "" if v is None else str(v) for k, v in absent.items()}),
+        dns_host_name=dns.strip() if isinstance(dns, str) and dns.strip() else None,
     )
 
 

@@ -103,12 +103,32 @@ def test_uncollected_node_is_error_never_pass(tmp_path):
             assert r.status is Status.ERROR
 
 
-def test_failed_section_is_error_and_missing_section_is_skip(tmp_path):
+def test_failed_section_is_error_and_unexplained_missing_section_is_error(tmp_path):
+    """Contracts §1 as amended: a required section neither present, failed nor absent is an error."""
     report = scan(tmp_path, [snapshot("HV01", VMHost=RuntimeError("Access is denied")),
                              snapshot("HV02")])
     host = by(report, "HOST001")
     assert host[("node", "HV01")].status is Status.ERROR and "Access is denied" in host[("node", "HV01")].message
+    assert host[("node", "HV02")].status is Status.ERROR
+    assert host[("node", "HV02")].message.startswith("not collected: VMHost")
+
+
+def test_absent_section_is_skip_with_the_collectors_reason(tmp_path):
+    snaps = [snapshot("HV01", VMHost={"VirtualMachineMigrationEnabled": True}), snapshot("HV02")]
+    doc = dict(snaps[1].document, absent={"VMHost": "Hyper-V role not installed (no vmms service)"})
+    snaps[1] = parse_snapshot(json.dumps(doc).encode(), "HV02.json")
+    host = by(scan(tmp_path, snaps), "HOST001")
+    assert host[("node", "HV01")].status is Status.PASS
     assert host[("node", "HV02")].status is Status.SKIP
+    assert "Hyper-V role not installed (no vmms service)" in host[("node", "HV02")].message
+
+
+def test_section_missing_on_2008r2_is_skip(tmp_path):
+    os08 = {"Caption": "Microsoft Windows Server 2008 R2 Enterprise", "Version": "6.1.7601"}
+    report = scan(tmp_path, [snapshot(n, OperatingSystem=os08) for n in ("HV01", "HV02")])
+    host = by(report, "HOST001")
+    assert {r.status for r in host.values()} == {Status.SKIP}
+    assert "does not exist on Windows Server 2008 R2" in host[("node", "HV01")].message
 
 
 def test_overrides_disable_and_change_severity(tmp_path):

@@ -64,7 +64,8 @@ def test_grouping_is_case_insensitive_and_missing_members_are_uncollected():
     clusters = group_clusters([s1, s2, other])
     assert [c.name for c in clusters] == ["HVCLU01", "HVCLU02"]
     c1 = clusters[0]
-    assert [(n.name, n.collected) for n in c1.nodes] == [("HV01", True), ("hv02", True), ("HV03", False)]
+    # A collected node is named as Get-ClusterNode lists it, whatever its snapshot says.
+    assert [(n.name, n.collected) for n in c1.nodes] == [("HV01", True), ("HV02", True), ("HV03", False)]
     assert "no snapshot" in (c1.nodes[2].error or "")
     assert c1.nodes[2].state == "Down"
 
@@ -110,3 +111,68 @@ def test_each_node_keeps_its_own_interfaces_and_gaps_are_filled_once():
     got = sorted((i.node, i.state) for i in c.interfaces)
     # HV02's own report wins for HV02 (Up), HV03's row comes once, from the first full report.
     assert got == [("HV01", "Up"), ("HV02", "Up"), ("HV03", "Up")]
+
+
+# --- a node that calls itself differently from Get-ClusterNode ----------------------------------
+
+MEMBERS = [{"Name": "HYPERV-PROD-NODE01", "State": 0}, {"Name": "HYPERV-PROD-NODE02", "State": 0},
+           {"Name": "HV03", "State": 0}]
+
+
+def _iface(node):
+    return {"Name": f"{node} - LM", "Node": node, "Network": "LM", "NetworkId": "n-lm", "State": "Up"}
+
+
+def _member_snap(name, **top):
+    doc = {"lmscan_snapshot": 1, "node": name, **top,
+           "sections": {"Cluster": {"Name": "HVCLU01"}, "ClusterNode": MEMBERS,
+                        "ClusterNetwork": [{"Name": "LM", "Id": "n-lm", "Role": 1, "State": 3}],
+                        "ClusterNetworkInterface": [_iface(m["Name"]) for m in MEMBERS]}}
+    return parse_snapshot(json.dumps(doc).encode(), f"{name}.json")
+
+
+def _collected(snaps):
+    (c,) = group_clusters(snaps)
+    return {n.name: n for n in c.nodes}, c
+
+
+def test_netbios_name_cut_to_15_characters_matches_its_cluster_node():
+    nodes, c = _collected([_member_snap("HYPERV-PROD-NOD", dns_host_name="hyperv-prod-node01")])
+    assert nodes["HYPERV-PROD-NODE01"].collected
+    assert [i.node for i in c.interfaces if i.node == "HYPERV-PROD-NODE01"]
+
+
+def test_netbios_name_alone_matches_when_only_one_member_fits():
+    doc = {"lmscan_snapshot": 1, "node": "HYPERV-PROD-NOD",
+           "sections": {"Cluster": {"Name": "HVCLU01"},
+                        "ClusterNode": [{"Name": "HYPERV-PROD-NODE01"}, {"Name": "HV03"}]}}
+    (c,) = group_clusters([parse_snapshot(json.dumps(doc).encode(), "a.json")])
+    assert {(n.name, n.collected) for n in c.nodes} == {("HYPERV-PROD-NODE01", True), ("HV03", False)}
+
+
+def test_ambiguous_netbios_name_is_not_guessed():
+    # Both NODE01 and NODE02 start with the 15 characters: the snapshot is not matched to either.
+    nodes, _ = _collected([_member_snap("HYPERV-PROD-NOD")])
+    assert not nodes["HYPERV-PROD-NODE01"].collected and not nodes["HYPERV-PROD-NODE02"].collected
+
+
+def test_fqdn_snapshot_matches_short_cluster_node_name():
+    nodes, c = _collected([_member_snap("hv03.contoso.com")])
+    assert nodes["HV03"].collected and nodes["HV03"].data is not None
+    assert nodes["HV03"].data.interfaces and nodes["HV03"].data.interfaces[0].node == "HV03"
+
+
+def test_short_snapshot_name_matches_fqdn_cluster_node_name():
+    doc = {"lmscan_snapshot": 1, "node": "hv05",
+           "sections": {"Cluster": {"Name": "HVCLU01"}, "ClusterNode": [{"Name": "HV05.contoso.com"}]}}
+    (c,) = group_clusters([parse_snapshot(json.dumps(doc).encode(), "a.json")])
+    assert [(n.name, n.collected) for n in c.nodes] == [("HV05.contoso.com", True)]
+
+
+def test_inventory_failure_by_fqdn_or_netbios_name_lands_on_its_member():
+    from scanner.normalize import NodeFailure
+    snaps = [_member_snap("HV03")]
+    (c,) = group_clusters(snaps, [NodeFailure("HVCLU01", "hyperv-prod-node01.contoso.com", "timed out")])
+    nodes = {n.name: n for n in c.nodes}
+    assert nodes["HYPERV-PROD-NODE01"].error == "timed out"
+    assert len(c.nodes) == 3

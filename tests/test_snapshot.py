@@ -110,3 +110,16 @@ def test_arbitrary_sections_never_crash_the_scan(sections, errors):
 def _ruleset():  # loading is pure: one per session is enough
     from scanner.pipeline import load_ruleset
     return load_ruleset(None)
+
+
+def test_absent_map_is_read_and_must_be_an_object():
+    import json as _json
+
+    from scanner.errors import InputError
+    from scanner.snapshot import parse_snapshot as _parse
+    doc = {"lmscan_snapshot": 1, "node": "HV01", "sections": {}, "absent": {"vmhost": "no vmms service"}}
+    snap = _parse(_json.dumps(doc).encode(), "a.json")
+    assert snap.is_absent("VMHost") and snap.absent["VMHost"] == "no vmms service"
+    doc["absent"] = ["VMHost"]
+    with pytest.raises(InputError, match="'absent' must be a JSON object"):
+        _parse(_json.dumps(doc).encode(), "a.json")
