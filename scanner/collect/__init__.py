@@ -73,7 +73,7 @@ def collect_inventory(
     from scanner.collect.fleet import NodeJob, NodeOutcome, collect_nodes
     from scanner.collect.output import parse_output
     from scanner.collect.script import collector_script
-    from scanner.collect.transport import run_powershell
+    from scanner.collect.transport import run_powershell, scrubber
 
     runner = run or run_powershell
     discovered = {r.cluster: r for r in discover_all(inventory.discoveries(), runner, workers)}
@@ -85,7 +85,7 @@ def collect_inventory(
             jobs.extend(discovered[plan.name].jobs)
 
     def parse(job: NodeJob, output: RunOutput) -> Snapshot:
-        return parse_output(job.endpoint.node, output)
+        return parse_output(job.endpoint.node, output, scrubber(job.endpoint))
 
     if any(r.failure is not None and r.failure.kind == "interrupted" for r in discovered.values()):
         # Ctrl-C during discovery: start nothing new, say so for every node.

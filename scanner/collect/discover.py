@@ -22,6 +22,7 @@ from scanner.collect.transport import (
     NodeError,
     RunOutput,
     redact,
+    scrubber,
 )
 from scanner.errors import CollectionError
 
@@ -57,10 +58,13 @@ class DiscoveryResult:
     failure: NodeOutcome | None
 
 
-def parse_member_names(run: RunOutput) -> list[str]:
-    """Member names from the discovery script's output; raise ValueError with the reason."""
+def parse_member_names(run: RunOutput, scrub: Callable[[str], str] = str) -> list[str]:
+    """Member names from the discovery script's output; raise ValueError with the reason.
+
+    Node text that goes into the reason passes ``scrub`` (the redaction) before it is cut.
+    """
     if run.exit_code != 0:
-        message = stderr_message(run.stderr) or one_line(run.stdout.decode("utf-8", errors="replace"))
+        message = stderr_message(run.stderr, scrub) or one_line(scrub(run.stdout.decode("utf-8", errors="replace")))
         raise ValueError(f"Get-ClusterNode failed (exit code {run.exit_code})" + (f": {message}" if message else ""))
     text = run.stdout.decode("utf-8", errors="replace").lstrip("\ufeff")
     names: list[str] = []
@@ -96,7 +100,7 @@ def discover_cluster(discovery: Discovery, run: Run) -> DiscoveryResult:
     try:
         output = run(discovery.endpoint, DISCOVERY_SCRIPT)
         requests = output.requests
-        names = parse_member_names(output)
+        names = parse_member_names(output, scrubber(discovery.endpoint))
     except Exception as exc:  # noqa: BLE001 - every failure of one cluster's discovery is its outcome
         elapsed = getattr(exc, "elapsed", None)
         if isinstance(exc, NodeError):
@@ -108,7 +112,7 @@ def discover_cluster(discovery: Discovery, run: Run) -> DiscoveryResult:
             reason, kind = f"{type(exc).__name__}: {exc}", "unexpected"
         failure = NodeOutcome(
             cluster=discovery.cluster, node=source, snapshot=None,
-            error=redact(f"could not discover nodes from {source}: {one_line(reason)}", discovery.endpoint),
+            error=one_line(redact(f"could not discover nodes from {source}: {reason}", discovery.endpoint)),
             elapsed=elapsed if elapsed is not None else time.monotonic() - start, requests=requests, kind=kind,
         )
         return DiscoveryResult(discovery.cluster, (), failure)

@@ -155,7 +155,7 @@ def _collect_one(job: NodeJob, script: str, parse: Callable[[NodeJob, RunOutput]
         text = str(err)
         error, kind = (text if text.startswith(f"{node}:") else f"{node}: {text}"), "output"
     except Exception as err:  # noqa: BLE001  (a bug or surprise in one node must not stop the others)
-        detail = " ".join(str(err).split())[:200]
+        detail = " ".join(redact(str(err), job.endpoint).split())[:200]   # redact, then cut
         error, kind = f"{node}: unexpected {type(err).__name__}" + (f": {detail}" if detail else ""), "unexpected"
     return NodeOutcome(job.cluster, node, None, redact(error, job.endpoint), time.monotonic() - began,
                        requests, kind)

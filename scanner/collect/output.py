@@ -12,6 +12,7 @@ import html
 import ipaddress
 import json
 import re
+from collections.abc import Callable
 
 from scanner.collect.transport import NodeError, RunOutput
 from scanner.errors import InputError
@@ -47,12 +48,19 @@ def clixml_errors(stderr: str) -> str:
     return " ".join(kept)
 
 
-def stderr_message(stderr: bytes) -> str:
-    """A one-line message from a command's stderr, plain text or CLIXML ('' when empty)."""
+def _same(text: str) -> str:
+    return text
+
+
+def stderr_message(stderr: bytes, scrub: Callable[[str], str] = _same) -> str:
+    """A one-line message from a command's stderr, plain text or CLIXML ('' when empty).
+
+    ``scrub`` (the endpoint's redaction) runs on the whole message before it is cut short.
+    """
     text = stderr.decode("utf-8", errors="replace")
     if "#< CLIXML" in text or "<Objs" in text:
-        return one_line(clixml_errors(text))
-    return one_line(text)
+        return one_line(scrub(clixml_errors(text)))
+    return one_line(scrub(text))
 
 
 def _looks_truncated(text: str, err: json.JSONDecodeError) -> bool:
@@ -110,17 +118,20 @@ def is_ip_address(host: str) -> bool:
     return True
 
 
-def parse_output(job_node: str, run: RunOutput) -> Snapshot:
-    """The snapshot one collector run printed for ``job_node``, or :class:`NodeError` ("output")."""
+def parse_output(job_node: str, run: RunOutput, scrub: Callable[[str], str] = _same) -> Snapshot:
+    """The snapshot one collector run printed for ``job_node``, or :class:`NodeError` ("output").
+
+    Text of the node's output that goes into an error passes ``scrub`` before it is cut short.
+    """
 
     def fail(reason: str) -> NodeError:
         return NodeError(job_node, "output", reason)
 
     if run.exit_code != 0:
-        message = stderr_message(run.stderr) or one_line(run.stdout.decode("utf-8", errors="replace"))
+        message = stderr_message(run.stderr, scrub) or one_line(scrub(run.stdout.decode("utf-8", errors="replace")))
         raise fail(f"collector failed (exit code {run.exit_code})" + (f": {message}" if message else ""))
     if not run.stdout.strip(b" \t\r\n\x00"):
-        message = stderr_message(run.stderr)
+        message = stderr_message(run.stderr, scrub)
         raise fail("collector printed nothing" + (f"; its error output: {message}" if message else ""))
     try:
         text = decode_text(run.stdout)
@@ -136,14 +147,14 @@ def parse_output(job_node: str, run: RunOutput) -> Snapshot:
         if _looks_truncated(text, exc):
             raise fail(f"collector output is truncated: the JSON stops after {len(run.stdout)} bytes") from None
         raise fail(f"collector output is not JSON ({exc.msg} at line {exc.lineno} column {exc.colno}): "
-                   f"{one_line(text, 80)!r}") from None
+                   f"{one_line(scrub(text), 80)!r}") from None
     except RecursionError:
         raise fail("collector output is JSON nested too deeply") from None
     try:
         snapshot = snapshot_from_document(document, f"{job_node} (collector output)")
     except InputError as exc:
         place = f" (at {exc.where})" if exc.where else ""
-        raise fail(f"collector output is not an lmscan snapshot: {exc.problem}{place}") from None
+        raise fail(f"collector output is not an lmscan snapshot: {scrub(exc.problem)}{place}") from None
     unnamed = is_ip_address(job_node) or job_node.casefold() == "localhost"
     if not unnamed and not _name_matches(job_node, snapshot.node):
         raise fail(f"the node answered as {snapshot.node!r}, not {job_node!r}; "

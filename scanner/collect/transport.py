@@ -17,6 +17,7 @@ even for loopback (research/ecosystem.md §1). Here:
 from __future__ import annotations
 
 import base64
+import functools
 import http.client
 import logging
 import os
@@ -26,7 +27,7 @@ import ssl
 import threading
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -139,16 +140,73 @@ def build_command_line(bootstrap: str = BOOTSTRAP) -> tuple[str, list[str]]:
 _COMMAND, _ARGS = build_command_line()
 
 
+#: Longest text :func:`redact` looks at; error lines show a few hundred characters of it.
+REDACT_SCAN_MAX = 1 << 20
+#: Base64 of a secret inside a longer base64 text is only recognised by this many stable characters.
+_B64_MIN = 6
+_ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&apos;"}
+
+
+def _char_forms(ch: str) -> str:
+    """A regex for one character of a secret in any encoding an echo of it may carry."""
+    code = ord(ch)
+    literal = ["".join(f"%{b:02x}" for b in ch.encode("utf-8")), f"_x{code:04x}_"]
+    if code < 0x10000:
+        literal.append(f"\\u{code:04x}")
+    forms = [f"(?i:{re.escape(f)})" for f in literal] + [f"&#0*{code};", f"(?i:&#x0*{code:x};)"]
+    if ch in _ENTITIES:
+        forms.insert(0, re.escape(_ENTITIES[ch]))
+    if ch in '"\\/':
+        forms.insert(0, re.escape("\\" + ch))
+    if ch == " ":
+        forms.append(r"\+")
+    return "(?:" + "|".join([*forms, re.escape(ch)]) + ")"
+
+
+def _base64_forms(data: bytes) -> list[str]:
+    """Base64 (standard and URL-safe) of ``data`` on its own and at any offset inside a longer text."""
+    out = [base64.b64encode(data).decode("ascii")]
+    for k in range(3):
+        enc = base64.b64encode(b"\0" * k + data).decode("ascii")
+        core = enc[4 if k else 0:((len(data) + k) // 3) * 4]
+        if len(core) >= _B64_MIN:
+            out.append(core)
+    return out + [f.translate(str.maketrans("+/", "-_")) for f in out]
+
+
+@functools.lru_cache(maxsize=64)
+def _secret_pattern(username: str, password: str) -> re.Pattern[str]:
+    """Every form of the password a node, a proxy or a library may echo back.
+
+    Plain, percent-encoded (``quote``, ``quote_plus``, every byte), as XML/HTML character
+    references or entities, JSON ``\\u`` escapes, CLIXML ``_xHHHH_`` escapes, as UTF-16 read
+    one byte at a time, and base64 (standard and URL-safe) of the password in UTF-8 and UTF-16LE
+    (PowerShell's ``-EncodedCommand``) and of ``user:password`` (a Basic header), also inside a
+    longer base64 text.
+    """
+    chars = (_char_forms(ch) for ch in password)
+    plain = "\x00?".join(chars)
+    b64 = {f for data in (password.encode("utf-8"), password.encode("utf-16-le"),
+                          f"{username}:{password}".encode()) for f in _base64_forms(data)}
+    alternatives = sorted(b64, key=len, reverse=True)
+    return re.compile("|".join([*map(re.escape, alternatives), plain]))
+
+
 def redact(text: str, endpoint: Endpoint) -> str:
-    """``text`` without the endpoint's password (plain or inside a Basic header) or URL userinfo."""
-    secrets = []
+    """``text`` without the endpoint's password, in any encoding, or URL userinfo.
+
+    Call it on the whole text *before* cutting it short: a cut can split a secret so that no
+    form of it matches any more. Only the first :data:`REDACT_SCAN_MAX` characters are kept.
+    """
+    text = text[:REDACT_SCAN_MAX]
     if endpoint.password:
-        secrets.append(endpoint.password)
-        pair = f"{endpoint.username or ''}:{endpoint.password}".encode()
-        secrets.append(base64.b64encode(pair).decode("ascii"))
-    for secret in secrets:
-        text = text.replace(secret, "***")
+        text = _secret_pattern(endpoint.username or "", endpoint.password).sub("***", text)
     return re.sub(r"(\w+://)[^/@\s]*@", r"\1", text)
+
+
+def scrubber(endpoint: Endpoint) -> Callable[[str], str]:
+    """:func:`redact` for one endpoint, for code that builds error text from a node's output."""
+    return functools.partial(redact, endpoint=endpoint)
 
 
 # --- cancellation ---------------------------------------------------------------------------
@@ -454,8 +512,8 @@ def run_powershell(endpoint: Endpoint, script: str) -> RunOutput:
             try:
                 proto = _protocol(endpoint, run)
             except Exception as exc:  # noqa: BLE001  (pywinrm validates its arguments here)
-                raise NodeError(endpoint.node, "config", redact(_one_line(f"{type(exc).__name__}: {exc}"),
-                                                                 endpoint)) from None
+                raise NodeError(endpoint.node, "config", _one_line(redact(f"{type(exc).__name__}: {exc}",
+                                                                          endpoint))) from None
             shell_id = _open_shell(proto, run)
             run.step = "Command"
             command_id = proto.run_command(shell_id, _COMMAND, _ARGS, console_mode_stdin=False)
@@ -590,8 +648,8 @@ def _one_line(text: str, limit: int = 160) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _tls_detail(exc: BaseException) -> str:
-    text = " ".join(str(c) for c in _causes(exc))
+def _tls_detail(exc: BaseException, ep: Endpoint) -> str:
+    text = redact(" ".join(str(c) for c in _causes(exc)), ep)
     match = re.search(r"certificate verify failed: ([^()'\"]+)", text)
     if match:
         return match.group(1).strip()
@@ -599,8 +657,8 @@ def _tls_detail(exc: BaseException) -> str:
     return match.group(1).strip() if match else type(exc).__name__
 
 
-def _fault_text(exc: WSManFaultError) -> str:
-    reason = _one_line(exc.reason or "no reason given")
+def _fault_text(exc: WSManFaultError, ep: Endpoint) -> str:
+    reason = _one_line(redact(exc.reason or "no reason given", ep))
     code = exc.fault_subcode or exc.fault_code
     return f"{reason} ({code})" if code else reason
 
@@ -613,12 +671,15 @@ def _classify(exc: BaseException, run: _Run) -> NodeError:
     url = redact(ep.url, ep)
     timeout = _secs(ep.timeout)
     kind, reason, with_elapsed = _describe(exc, run, step, url, timeout)
-    return NodeError(ep.node, kind, redact(_one_line(reason, 240), ep), elapsed if with_elapsed else None)
+    return NodeError(ep.node, kind, _one_line(redact(reason, ep), 240), elapsed if with_elapsed else None)
 
 
 def _describe(exc: BaseException, run: _Run, step: str, url: str, timeout: str) -> tuple[str, str, bool]:
     ep = run.endpoint
     causes = list(_causes(exc))
+
+    def say(value: object, limit: int = 160) -> str:  # redact first, then cut
+        return _one_line(redact(str(value), ep), limit)
 
     def has(*types: type[BaseException]) -> bool:
         return any(isinstance(c, types) for c in causes)
@@ -642,37 +703,37 @@ def _describe(exc: BaseException, run: _Run, step: str, url: str, timeout: str) 
         return "auth", f"authentication failed ({ep.transport})", True
     if any(type(c).__module__.startswith(("spnego", "requests_ntlm", "requests_credssp", "winrm.vendor"))
            for c in causes) or isinstance(exc, PermissionError):
-        return "auth", f"authentication failed ({ep.transport}): {_one_line(str(exc), 120)}", True
+        return "auth", f"authentication failed ({ep.transport}): {say(str(exc), 120)}", True
     if has(requests.exceptions.SSLError, urllib3.exceptions.SSLError, ssl.SSLError):
         text = " ".join(str(c) for c in causes)
         if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text or "hostname" in text.lower():
-            return "tls", f"TLS certificate did not verify: {_tls_detail(exc)} ({url})", False
-        return "tls", f"TLS handshake failed: {_tls_detail(exc)} ({url})", True
+            return "tls", f"TLS certificate did not verify: {_tls_detail(exc, ep)} ({url})", False
+        return "tls", f"TLS handshake failed: {_tls_detail(exc, ep)} ({url})", True
     if has(requests.exceptions.ProxyError, urllib3.exceptions.ProxyError):
         return "connect", f"proxy error reaching {url}", True
     if has(ConnectionResetError, http.client.RemoteDisconnected, BrokenPipeError):
         return "connect", f"connection closed by the node during {step} ({url})", True
     if has(urllib3.exceptions.NewConnectionError, OSError) and isinstance(exc, requests.exceptions.ConnectionError):
-        return "connect", f"cannot connect to {url}: {_one_line(str(causes[-1]), 100)}", True
+        return "connect", f"cannot connect to {url}: {say(str(causes[-1]), 100)}", True
     if isinstance(exc, (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError)) or has(
             urllib3.exceptions.ProtocolError, http.client.IncompleteRead):
         return "protocol", f"answer to {step} was cut off", True
     if isinstance(exc, WSManFaultError):
-        return "fault", f"WS-Man fault on {step}: {_fault_text(exc)}", True
+        return "fault", f"WS-Man fault on {step}: {_fault_text(exc, ep)}", True
     if isinstance(exc, WinRMOperationTimeoutError):
         return "timeout", f"WS-Man operation timeout on {step}", True
     if isinstance(exc, WinRMTransportError):
-        body = _one_line(exc.response_text or "", 80)
+        body = say(exc.response_text or "", 80)
         return "protocol", f"HTTP {exc.code} on {step}" + (f": {body}" if body else ""), True
     if isinstance(exc, WinRMError):
-        return "protocol", f"{step}: {_one_line(str(exc), 120)}", True
+        return "protocol", f"{step}: {say(str(exc), 120)}", True
     if isinstance(exc, (StopIteration, AssertionError, ET.ParseError, KeyError, ValueError, IndexError,
                         TypeError, AttributeError, UnicodeError)):
-        detail = _one_line(str(exc), 80)
+        detail = say(str(exc), 80)
         what = type(exc).__name__ + (f": {detail}" if detail else "")
         return "protocol", f"unexpected answer to {step} ({what})", True
     if isinstance(exc, requests.exceptions.RequestException):
-        return "connect", f"HTTP failure on {step}: {_one_line(str(exc), 100)}", True
+        return "connect", f"HTTP failure on {step}: {say(str(exc), 100)}", True
     if isinstance(exc, OSError):
-        return "connect", f"{step}: {type(exc).__name__}: {_one_line(str(exc), 100)}", True
-    return "protocol", f"unexpected {type(exc).__name__} on {step}: {_one_line(str(exc), 100)}", True
+        return "connect", f"{step}: {type(exc).__name__}: {say(str(exc), 100)}", True
+    return "protocol", f"unexpected {type(exc).__name__} on {step}: {say(str(exc), 100)}", True
