@@ -20,6 +20,7 @@ from scanner.term import clean
 
 if TYPE_CHECKING:
     from scanner.collect.fleet import NodeOutcome
+    from scanner.mail import MailSettings
     from scanner.pipeline import RuleSet
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INCOMPLETE, EXIT_INTERNAL = 0, 1, 2, 3, 4
@@ -61,6 +62,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--save-snapshots", metavar="DIR", type=Path, help="with --inventory: keep what was collected")
     s.add_argument("--color", choices=["auto", "always", "never"], default="auto", help="colour in the summary")
     s.add_argument("-q", "--quiet", action="store_true", help="print no summary")
+    _add_mail_args(s)
+
+    ml = sub.add_parser("mail", help="send a past run's digest and reports by e-mail",
+                        description="Send the digest of a results JSON (and the reports re-rendered from it).")
+    ml.add_argument("--from-results", metavar="FILE", type=Path, required=True,
+                    help="a results JSON written by 'lmscan scan --json'")
+    _add_mail_args(ml)
 
     c = sub.add_parser("collect", help="collect snapshots over WinRM without evaluating")
     c.add_argument("--inventory", metavar="FILE", type=Path, required=True)
@@ -92,6 +100,23 @@ def _add_policy_args(p: argparse.ArgumentParser) -> None:
                    help="extra rule pack files or directories; repeatable")
 
 
+def _add_mail_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("mail (README: Sending the report by e-mail)")
+    g.add_argument("--mail-to", metavar="ADDRESS", nargs="+", action="extend", help="send the digest to these")
+    g.add_argument("--mail-cc", metavar="ADDRESS", nargs="+", action="extend", help="copy to these")
+    g.add_argument("--mail-from", metavar="ADDRESS", help="sender address")
+    g.add_argument("--mail-reply-to", metavar="ADDRESS", help="where replies go")
+    g.add_argument("--mail-when", choices=["always", "fail", "changed"], help="when to send (default: always)")
+    g.add_argument("--mail-server", metavar="HOST[:PORT]", help="SMTP server (port default: 587, 465 with tls, 25)")
+    g.add_argument("--mail-security", choices=["starttls", "tls", "none"], help="default: starttls")
+    g.add_argument("--mail-ca-bundle", metavar="FILE", type=Path, help="CA bundle to verify the server (default: system)")
+    g.add_argument("--mail-username", metavar="USER", help="authenticate as USER")
+    g.add_argument("--mail-password-env", metavar="VAR", help="the password is in this environment variable")
+    g.add_argument("--mail-password-file", metavar="FILE", type=Path, help="the password is in this owner-only file")
+    g.add_argument("--mail-attach", metavar="LIST", help="comma list of html,junit,json,sarif,remediation or none "
+                                                         "(default: html,json)")
+
+
 def _add_workers_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", metavar="N", type=int, default=None,
                    help="nodes collected at once (default 32)")
@@ -110,6 +135,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_scan(args)
         if args.command == "collect":
             return cmd_collect(args)
+        if args.command == "mail":
+            return cmd_mail(args)
         if args.command == "collector-script":
             from scanner.collect.script import collector_script
             sys.stdout.write(collector_script())
@@ -167,6 +194,8 @@ def cmd_scan(args: argparse.Namespace) -> int:
 
     outputs = _outputs(args)
     check_outputs(outputs, _inputs(args))
+    mail = _mail_settings(args)
+    mail_password = mail.password_value(os.environ) if mail else None
     policy = args.policy
     if args.demo:
         demo = importlib.resources.files("scanner.demo")
@@ -185,7 +214,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
     code = exit_code(report)
     code = EXIT_INCOMPLETE if interrupted and code == EXIT_OK else code
     try:
-        _write_reports(report, outputs)
+        rendered = _write_reports(report, outputs)
         for note in pipeline.waiver_notes(report, ruleset.policy, _dt.date.today()):
             _warn(note)
         if not args.quiet and not any(str(p) == STDOUT for p in outputs.values()):
@@ -195,6 +224,8 @@ def cmd_scan(args: argparse.Namespace) -> int:
         # and a report that did not reach its reader is never a success.
         _stdout_gone()
         return code if code != EXIT_OK else EXIT_INCOMPLETE
+    if mail is not None and not _deliver(report, mail, mail_password, rendered, outputs, quiet=args.quiet):
+        return EXIT_INCOMPLETE if code == EXIT_OK else code   # not sent: incomplete unless failures make it 1
     return code
 
 
@@ -208,6 +239,77 @@ def _stdout_gone() -> None:
         pass
 
 
+def _mail_settings(args: argparse.Namespace, mapping: object = None) -> MailSettings | None:
+    """Mail settings from the config's ``mail:`` block with the command line over it; None: no mail."""
+    from scanner import mail
+
+    base = None
+    if isinstance(mapping, dict):
+        base = mail.MailSettings.from_mapping(mapping, base_dir=getattr(args, "config_dir", None))
+    if base is None and not args.mail_to:
+        return None
+    host, port = mail.parse_server(args.mail_server) if args.mail_server else (None, None)
+    password = None
+    if args.mail_password_env and args.mail_password_file:
+        raise InputError("arguments", "give one of --mail-password-env and --mail-password-file")
+    if args.mail_password_env:
+        password = mail.PasswordRef("env", args.mail_password_env)
+    elif args.mail_password_file:
+        password = mail.PasswordRef("file", str(args.mail_password_file))
+    settings = (base or mail.MailSettings(source="arguments")).merged(
+        to=tuple(args.mail_to) if args.mail_to else None, cc=tuple(args.mail_cc) if args.mail_cc else None,
+        sender=args.mail_from, reply_to=args.mail_reply_to, when=args.mail_when, host=host, port=port,
+        security=args.mail_security, ca_bundle=args.mail_ca_bundle, username=args.mail_username,
+        password=password,
+        attach=mail._attach_list(args.mail_attach, "--mail-attach") if args.mail_attach is not None else None)
+    return settings.validate()
+
+
+def _deliver(report: ScanReport, settings: MailSettings, password: str | None, rendered: dict[str, bytes],
+             paths: dict[str, Path], *, quiet: bool, original: bytes | None = None) -> bool:
+    """Send the digest with the reports attached; False (and one line) when it was not sent."""
+    from scanner import mail
+    from scanner.render import FORMATS
+
+    send, why = mail.should_send(report, settings.when)
+    if not send:
+        if not quiet:
+            sys.stderr.write(f"lmscan: mail not sent: {why}\n")
+        return True
+    attachments = []
+    for kind in settings.attach:
+        fmt = next((k for k in (kind, "remediate") if k in FORMATS), None) if kind == "remediation" else kind
+        if fmt is None or fmt not in FORMATS:
+            _warn(f"mail: this lmscan cannot produce the {kind} attachment; it is left out")
+            continue
+        data = original if kind == "json" and original is not None else rendered.get(fmt) or FORMATS[fmt](report)
+        path = paths.get(fmt)
+        attachments.append(mail.make_attachment(kind, data, str(path) if path else None, settings.max_attachment_mb))
+    message = mail.build_message(report, settings, attachments, date=_dt.datetime.now(_dt.timezone.utc))
+    try:
+        mail.send(message, settings, password)
+    except mail.MailError as exc:
+        _err(str(exc))
+        return False
+    if not quiet:
+        sys.stderr.write(f"lmscan: mail sent to {', '.join(settings.to + settings.cc)}\n")
+    return True
+
+
+def cmd_mail(args: argparse.Namespace) -> int:
+    """``lmscan mail --from-results FILE``: 0 when sent (or not due), 3 when sending failed."""
+    from scanner.resultsfile import load_results
+
+    settings = _mail_settings(args)
+    if settings is None:
+        raise InputError("arguments", "no recipient: give --mail-to ADDRESS")
+    password = settings.password_value(os.environ)
+    report = load_results(args.from_results)
+    original = args.from_results.read_bytes()
+    sent = _deliver(report, settings, password, {}, {"json": args.from_results}, quiet=False, original=original)
+    return EXIT_OK if sent else EXIT_INCOMPLETE
+
+
 def exit_code(report: ScanReport) -> int:
     """Contracts §6: 1 when a counted failure exists, else 3 when anything is in error, else 0."""
     if report.counting_failures():
@@ -217,7 +319,7 @@ def exit_code(report: ScanReport) -> int:
     return EXIT_OK
 
 
-def _write_reports(report: ScanReport, outputs: dict[str, Path]) -> None:
+def _write_reports(report: ScanReport, outputs: dict[str, Path]) -> dict[str, bytes]:
     """Render every report, write the files as one set (all or none), then standard output."""
     from scanner.render import FORMATS
     from scanner.reportset import write_files
@@ -232,6 +334,7 @@ def _write_reports(report: ScanReport, outputs: dict[str, Path]) -> None:
         if str(path) == STDOUT:
             sys.stdout.buffer.write(rendered[fmt])
             sys.stdout.flush()
+    return rendered
 
 
 def _use_color(mode: str, stream: TextIO) -> bool:

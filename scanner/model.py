@@ -192,6 +192,9 @@ class ScanReport:
     results: tuple[Result, ...]
     rules: Mapping[str, RuleInfo] = field(default_factory=dict)
     _verdicts: dict[str, Status] = field(default_factory=dict, compare=False, repr=False)
+    #: SHA-256 of the results JSON file this report was read from (``lmscan mail --from-results``);
+    #: None for a fresh scan, whose JSON is hashed as rendered.
+    results_sha256: str | None = field(default=None, compare=False, repr=False)
 
     @property
     def summary(self) -> dict[str, int]:

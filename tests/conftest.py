@@ -32,10 +32,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                      help="rewrite tests/golden/* from the current output instead of comparing")
 
 
-def normalize_golden(text: str, scan_id: str | None = None) -> str:
-    """Replace what differs from run to run: timestamps, durations and the scan id."""
+def normalize_golden(text: str, scan_id: str | None = None, results_sha256: str | None = None) -> str:
+    """Replace what differs from run to run: timestamps, durations, the scan id and the JSON's hash."""
     if scan_id:
         text = text.replace(scan_id, "<SCAN-ID>")
+    if results_sha256:
+        text = text.replace(results_sha256, "<RESULTS-SHA256>")
     text = _TIMESTAMP.sub("<TIME>", text)
     return _DURATION.sub(lambda m: f"{m.group(1) or m.group(3)}<D>{m.group(2) or m.group(4)}", text)
 
@@ -46,9 +48,10 @@ class Golden:
     def __init__(self, update: bool) -> None:
         self.update = update
 
-    def check(self, name: str, actual: str | bytes, *, scan_id: str | None = None) -> None:
+    def check(self, name: str, actual: str | bytes, *, scan_id: str | None = None,
+              results_sha256: str | None = None) -> None:
         text = actual.decode("utf-8") if isinstance(actual, bytes) else actual
-        text = normalize_golden(text, scan_id)
+        text = normalize_golden(text, scan_id, results_sha256)
         path = GOLDEN_DIR / name
         if self.update:
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -9,9 +9,7 @@ over plain HTTP, TLS not verified) come back as warnings for the CLI to print.
 from __future__ import annotations
 
 import difflib
-import importlib
 import os
-import stat
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -22,6 +20,7 @@ import jsonschema
 
 from scanner.collect.fleet import NodeJob
 from scanner.collect.transport import Endpoint
+from scanner import secrets
 from scanner.errors import InputError
 from scanner.yamlsrc import PathT, YamlDoc, fmt_path, load_yaml
 
@@ -392,43 +391,19 @@ class _Builder:
         return self.secrets[key]
 
     def from_env(self, variable: str, where: PathT) -> str:
-        value = self.environ.get(variable)
-        if not value:
-            state = "is empty" if value == "" else "is not set"
-            raise self.error(where, f"environment variable {variable} {state}; export it with the password "
-                             "before running lmscan")
-        return value
+        return self.secret(where, secrets.from_env, variable, self.environ)
 
     def from_file(self, p: Path, where: PathT) -> str:
-        try:
-            st = p.stat()
-        except OSError as exc:
-            raise self.error(where, f"cannot read password file {p}: {exc.strerror}") from None
-        if os.name != "nt" and st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-            raise self.error(where, f"password file {p} can be read by other users; "
-                             f"restrict it with: chmod 600 {p}")
-        try:
-            text = p.read_text(encoding="utf-8-sig")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise self.error(where, f"cannot read password file {p}: {exc}") from None
-        secret = text.rstrip("\r\n")
-        if not secret:
-            raise self.error(where, f"password file {p} is empty")
-        return secret
+        return self.secret(where, secrets.from_file, p)
 
     def from_keyring(self, service: str, user: str, where: PathT) -> str:
+        return self.secret(where, secrets.from_keyring, service, user)
+
+    def secret(self, where: PathT, read: Callable[..., str], *args: Any) -> str:
         try:
-            keyring = importlib.import_module("keyring")  # optional: only needed for password_keyring
-        except ImportError:
-            raise self.error(where, "password_keyring needs the keyring package: pip install keyring") from None
-        try:
-            secret = keyring.get_password(service, user)
-        except Exception as exc:  # noqa: BLE001 - any keyring backend failure, said in one line
-            raise self.error(where, f"the system keyring failed: {type(exc).__name__}: {exc}") from None
-        if not secret:
-            raise self.error(where, f"no password in the system keyring for service '{service}' and user "
-                             f"'{user}'; store one with: keyring set {service} {user}")
-        return str(secret)
+            return read(*args)
+        except secrets.SecretError as exc:
+            raise self.error(where, str(exc)) from None
 
     def from_prompt(self, username: str, where: PathT) -> str:
         if self.prompt is None:

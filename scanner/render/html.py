@@ -1,16 +1,18 @@
 """The HTML report: one self-contained file a change advisory board reads in Outlook.
 
-The template gets a prepared view (plain dicts and strings, already ordered and cleaned), so
-it holds no logic beyond loops; jinja2 escapes everything (``autoescape=True``) and
-``StrictUndefined`` turns a template typo into an error instead of an empty cell. The CSS is
-inlined into ``style`` attributes with css_inline because Outlook ignores most of a
-``<style>`` element; only the ``@media`` rules (print, dark mode) stay in one.
+The report opens with the verdict in plain words and every failure in severity order across
+clusters (one finding per problem, the affected nodes listed), then the details per cluster
+with evidence as readable rows and the PowerShell that fixes each one. The template gets a
+prepared view (plain dicts and strings, already ordered and cleaned), so it holds no logic
+beyond loops; jinja2 escapes everything (``autoescape=True``) and ``StrictUndefined`` turns a
+template typo into an error instead of an empty cell. The CSS is inlined into ``style``
+attributes with css_inline because Outlook ignores most of a ``<style>`` element; only the
+``@media`` rules (phone, print, dark mode) stay in one.
 """
 
 from __future__ import annotations
 
 import functools
-import json
 import re
 from collections.abc import Mapping, Sequence
 from importlib import resources
@@ -21,15 +23,13 @@ import jinja2
 
 from scanner.errors import RenderError
 from scanner.model import Result, ScanReport, Status
+from scanner.render import findings as fnd
 from scanner.render._common import (
-    SEVERITIES_DESC,
     VERDICT_LABELS,
     clean,
     cluster_names,
-    counts_toward_verdict,
     display_time,
     duration_seconds,
-    finding_key,
     group_by_cluster,
     one_line,
     result_key,
@@ -46,6 +46,8 @@ PASS_DETAIL_LIMIT = 300
 CLUSTER_ROWS_LIMIT = 25
 #: Places listed for one group of skipped results before "and N more".
 SKIP_WHERE_LIMIT = 8
+#: Characters per line of a command in print; longer lines continue with PowerShell's backtick.
+PRINT_CODE_WIDTH = 96
 _STATUS_COLUMNS = (Status.FAIL, Status.ERROR, Status.PASS, Status.SKIP, Status.WAIVED)
 _VERDICT_CSS = {Status.FAIL: "fail", Status.ERROR: "error", Status.PASS: "pass"}
 _VERDICT_RANK = {Status.FAIL: 0, Status.ERROR: 1, Status.PASS: 2}
@@ -54,14 +56,18 @@ _ANCHOR_UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
 
 def render_html(report: ScanReport) -> bytes:
     """The report as one self-contained UTF-8 HTML document with inline styles."""
+    return render_page("report.html.j2", _view(report)).encode("utf-8")
+
+
+def render_page(template_name: str, view: Mapping[str, Any]) -> str:
+    """A template of reports/templates rendered with the stylesheet, its CSS inlined."""
     try:
-        template = _environment().get_template("report.html.j2")
-        page = template.render(css=_stylesheet(), **_view(report))
-        inlined = css_inline.CSSInliner(load_remote_stylesheets=False, keep_at_rules=True, minify_css=True,
-                                        keep_link_tags=False).inline(page)
+        template = _environment().get_template(template_name)
+        page = template.render(css=_stylesheet(), **view)
+        return str(css_inline.CSSInliner(load_remote_stylesheets=False, keep_at_rules=True, minify_css=True,
+                                         keep_link_tags=False).inline(page))
     except (jinja2.TemplateError, css_inline.InlineError) as exc:
-        raise RenderError(f"HTML report: the template failed: {exc}") from exc
-    return inlined.encode("utf-8")
+        raise RenderError(f"HTML report: the template {template_name} failed: {exc}") from exc
 
 
 @functools.lru_cache(maxsize=1)
@@ -84,11 +90,41 @@ def _anchor(prefix: str, text: str) -> str:
     return f"{prefix}-{_ANCHOR_UNSAFE.sub('-', text).strip('-') or 'x'}"
 
 
+def footer(report: ScanReport) -> dict[str, str]:
+    """Which scan this is: id, time, versions, policy and the SHA-256 of the results JSON."""
+    scan = report.scan
+    packs = ", ".join(f"{one_line(p.name)} {one_line(p.version)}" for p in scan.rule_packs) or "none"
+    policy = ("built-in default (no site policy)" if scan.policy.default
+              else f"{one_line(scan.policy.path)} (sha256 {scan.policy.sha256[:12]}…)")
+    return {"scan_id": one_line(scan.id), "started": display_time(scan.started_at),
+            "tool_version": one_line(scan.tool_version), "packs": packs, "policy": policy,
+            "results_sha256": fnd.results_sha256(report)}
+
+
+def finding_view(report: ScanReport, f: fnd.Finding, anchor: str | None = None) -> dict[str, Any]:
+    """A finding as the templates show it."""
+    rows = [{"label": "Expected", "lines": f.expected, "sep": False},
+            {"label": "Found", "lines": f.actual, "sep": False}]
+    rows = [r for r in rows if r["lines"]]
+    evidence = [{"label": e.label, "lines": e.lines, "sep": False} for e in f.evidence]
+    if evidence and rows:
+        evidence[0]["sep"] = True
+    return {
+        "rule": f.rule, "title": f.title, "severity": f.severity.value, "cluster": f.cluster,
+        "where": f.where, "target_ids": f.target_ids, "message": f.message, "rows": rows + evidence,
+        "code": {"screen": f.remediation, "print": print_wrap(f.remediation)} if f.remediation else None,
+        "counts": f.counts, "change": f.change, "anchor": anchor,
+        "rule_anchor": _anchor("rule", f.rule) if f.rule in report.rules else None,
+    }
+
+
 def _view(report: ScanReport) -> dict[str, Any]:
     """Everything the template shows, ordered and cleaned; no logic is left for jinja."""
     order = rule_order(report)
     by_cluster = group_by_cluster(report.results)
     infos = {c.name.casefold(): c for c in report.clusters}
+    failures = fnd.findings(report, Status.FAIL)
+    views = [finding_view(report, f, f"finding-{i}") for i, f in enumerate(failures, start=1)]
 
     clusters: list[dict[str, Any]] = []
     for index, name in enumerate(cluster_names(report), start=1):
@@ -100,56 +136,54 @@ def _view(report: ScanReport) -> dict[str, Any]:
         collected = [n for n in nodes if n.collected]
         # Sorted as UTC text, so nodes with and without a zone still compare.
         times = sorted(stamp for n in collected if (stamp := utc_naive(n.collected_at)))
+        own = [f for f in failures if f.cluster.casefold() == one_line(name).casefold()]
+        failed = fnd.severity_phrase(f.severity for f in own)
+        has_details = counts[Status.FAIL] + counts[Status.ERROR] > 0
         clusters.append({
             "key": name.casefold(),
             "name": one_line(name),
-            "anchor": _anchor("cluster", f"{index}-{name}"),
-            "has_findings": counts[Status.FAIL] + counts[Status.ERROR] > 0,
+            "anchor": _anchor("cluster", f"{index}-{name}") if has_details else None,
             "os": _short_os(info.os) if info else "",
             "nodes_collected": len(collected),
             "nodes_total": len(nodes),
             "verdict": VERDICT_LABELS[verdict],
             "verdict_css": _VERDICT_CSS[verdict],
             "rank": _VERDICT_RANK[verdict],
-            "counts": [counts[s] for s in _STATUS_COLUMNS],
-            "data_from": times[0][:16].replace("T", " ") if times else "—",
+            "failed": failed,
+            "errors": counts[Status.ERROR],
+            "waived": counts[Status.WAIVED],
+            "data_from": times[0][:16].replace("T", " ") + " UTC" if times else "—",
         })
     clusters.sort(key=lambda c: (c["rank"], c["name"].casefold()))
 
-    findings = []
+    details = []
     for row in clusters:
-        results = sorted((r for r in by_cluster.get(row["key"], [])
-                          if r.status in (Status.FAIL, Status.ERROR)),
-                         key=lambda r: finding_key(r, order))
-        if results:
-            findings.append({**row,
-                             "failures": [_finding(report, r) for r in results
-                                          if r.status is Status.FAIL],
-                             "errors": [_finding(report, r) for r in results
-                                        if r.status is Status.ERROR]})
+        if row["anchor"] is None:
+            continue
+        mine = [v for v in views if v["cluster"].casefold() == row["name"].casefold()]
+        errors = _errors(report, order, by_cluster.get(row["key"], []))
+        details.append({**row, "failures": mine, "errors": errors})
 
     passes = [r for r in report.results if r.status is Status.PASS]
 
     def listed(row: Mapping[str, Any]) -> bool:
         # With many clusters, clean ones become one line of names instead of a row each.
-        return len(clusters) <= CLUSTER_ROWS_LIMIT or row["verdict"] != "PASS" or bool(
-            row["counts"][_STATUS_COLUMNS.index(Status.WAIVED)])
+        return len(clusters) <= CLUSTER_ROWS_LIMIT or row["verdict"] != "PASS" or bool(row["waived"])
 
-    overall = _overall(report)
+    overall = fnd.verdict(report)
     return {
-        "title": f"lmscan report: {overall[0]} ({display_time(report.scan.started_at)})",
-        "overall": overall,
+        "title": f"lmscan report: {overall.label} ({display_time(report.scan.started_at)})",
+        "verdict": overall,
         "meta": _meta(report),
+        "foot": footer(report),
         "policy_default": report.scan.policy.default,
         "statuses": [s.value for s in _STATUS_COLUMNS],
         "clusters": [c for c in clusters if listed(c)],
         "passing_unlisted": [c["name"] for c in clusters if not listed(c)],
         "totals": [report.summary[s.value] for s in _STATUS_COLUMNS],
-        "matrix": _matrix(report),
-        "uncollected": _uncollected(report),
-        "findings": findings,
-        "below_threshold": sum(1 for r in report.results
-                               if r.status is Status.FAIL and not counts_toward_verdict(report, r)),
+        "uncollected": fnd.unreachable_nodes(report),
+        "failures": views,
+        "details": details,
         "rules_summary": _rules_summary(report, order),
         "waived": _listing(report, order, Status.WAIVED),
         "skipped": _skipped(report, order),
@@ -158,44 +192,82 @@ def _view(report: ScanReport) -> dict[str, Any]:
                    if len(passes) <= PASS_DETAIL_LIMIT else None),
         "pass_limit": PASS_DETAIL_LIMIT,
         "fail_on": report.scan.fail_on.value,
-        "started": display_time(report.scan.started_at),
         "rules_doc": _rules_doc(report, order),
-        "scan_id": one_line(report.scan.id),
-        "tool_version": one_line(report.scan.tool_version),
     }
+
+
+def _errors(report: ScanReport, order: Mapping[str, int], results: Sequence[Result]) -> list[dict[str, Any]]:
+    """Errors of one cluster, one row per target and reason listing the rules it stopped."""
+    groups: dict[tuple[str, str], list[Result]] = {}
+    for r in sorted((r for r in results if r.status is Status.ERROR), key=lambda r: result_key(r, order)):
+        groups.setdefault((target_label(r.target), clean(r.message).strip()), []).append(r)
+    rows = []
+    for (where, message), members in groups.items():
+        evidence = [{"label": e.label, "lines": e.lines, "sep": False} for e in fnd.merged_evidence(members)]
+        rows.append({"where": where, "message": (message,), "evidence": evidence,
+                     "rules": [{"rule": one_line(r.rule),
+                                "anchor": _anchor("rule", r.rule) if r.rule in report.rules else None}
+                               for r in members]})
+    return rows
+
+
+def print_wrap(code: str, width: int = PRINT_CODE_WIDTH) -> str:
+    """``code`` with lines longer than ``width`` split for print so that a copy still runs.
+
+    A command line is split at a blank outside quotes and continued with PowerShell's
+    backtick; a comment continues as a new comment. A line with no such blank stays whole.
+    """
+    out: list[str] = []
+    for line in code.split("\n"):
+        indent = "    "
+        while len(line) > width:
+            if line.lstrip().startswith("#"):
+                cut = line.rfind(" ", 0, width)
+                if cut <= line.index("#") + 1:
+                    break
+                out.append(line[:cut])
+                line = "# " + line[cut + 1:]
+                continue
+            split = _split_point(line, width - 2)
+            if split is None:
+                break
+            out.append(line[:split].rstrip() + " `")
+            line = indent + line[split:].lstrip()
+        out.append(line)
+    return "\n".join(out)
+
+
+def _split_point(line: str, limit: int) -> int | None:
+    """The last blank at or before ``limit`` that is outside a quoted string, else None."""
+    quote: str | None = None
+    best: int | None = None
+    i = 0
+    while i < len(line):
+        ch = line[i]
+        if quote is None:
+            if ch in "'\"":
+                quote = ch
+            elif ch == "`":
+                i += 1
+            elif ch == "#" and (i == 0 or line[i - 1].isspace()):
+                break   # the rest is a comment: splitting it with a backtick would not continue it
+            elif ch == " " and 0 < i <= limit and line[:i].strip():
+                best = i
+        elif ch == quote:
+            if i + 1 < len(line) and line[i + 1] == quote:
+                i += 1  # doubled quote inside a string
+            else:
+                quote = None
+        elif ch == "`" and quote == '"':
+            i += 1
+        i += 1
+        if i > limit and best is not None and quote is None:
+            break
+    return best
 
 
 def _short_os(caption: str) -> str:
     return one_line(re.sub(r"^Microsoft\s+", "", caption or "")) or "unknown OS"
-
-
-def _overall(report: ScanReport) -> tuple[str, str, str, str]:
-    """(label, css, headline, detail) for the top of the report."""
-    verdicts = [report.cluster_verdict(n) for n in cluster_names(report)]
-    n_fail = verdicts.count(Status.FAIL)
-    n_error = verdicts.count(Status.ERROR)
-    n = len(verdicts)
-    if n_fail:
-        label, css = "FAIL", "fail"
-    elif n_error:
-        label, css = "INCOMPLETE", "error"
-    else:
-        label, css = "PASS", "pass"
-    if n == 0:
-        headline = "No cluster was scanned."
-    elif n_fail or n_error:
-        parts = [f"{n_fail} fail" if n_fail else "", f"{n_error} incomplete" if n_error else "",
-                 f"{n - n_fail - n_error} pass" if n - n_fail - n_error else ""]
-        headline = (f"{n_fail + n_error} of {n} cluster{'s' if n != 1 else ''} need attention: "
-                    + ", ".join(p for p in parts if p) + ".")
-    else:
-        headline = f"All {n} cluster{'s' if n != 1 else ''} pass."
-    counting = len(report.counting_failures())
-    errors = report.summary["error"]
-    detail = (f"{counting} failure{'s' if counting != 1 else ''} at or above "
-              f"--fail-on {report.scan.fail_on.value}; "
-              f"{errors} result{'s' if errors != 1 else ''} could not be evaluated.")
-    return label, css, headline, detail
 
 
 def _meta(report: ScanReport) -> list[dict[str, Any]]:
@@ -203,7 +275,7 @@ def _meta(report: ScanReport) -> list[dict[str, Any]]:
     took = duration_seconds(scan.started_at, scan.finished_at)
     finished = display_time(scan.finished_at) + (f" (took {took:.0f} s)" if took is not None else "")
     if scan.policy.default:
-        policy = ["Built-in default policy (no --policy given)", f"sha256 {scan.policy.sha256}"]
+        policy = ["Built-in default policy (no site policy was given)", f"sha256 {scan.policy.sha256}"]
     else:
         policy = [one_line(scan.policy.path), f"sha256 {scan.policy.sha256}"]
     packs = [f"{one_line(p.name)} {one_line(p.version)} · sha256 {p.sha256}" for p in scan.rule_packs]
@@ -215,74 +287,12 @@ def _meta(report: ScanReport) -> list[dict[str, Any]]:
         ("Tool", [(f"lmscan {one_line(scan.tool_version)}", False)]),
         ("Policy", [(policy[0], False), (policy[1], True)]),
         ("Rule packs", [(p, True) for p in packs] or [("(none)", False)]),
-        ("Fail on", [((f"{floor}: failures of severity {floor} or higher fail the scan "
-                       "(info never does)"), False)]),
+        ("Counts", [((f"failures of severity {floor} or higher make a cluster not compliant "
+                      "(info never does)"), False)]),
+        ("Results", [(f"sha256 {fnd.results_sha256(report)}", True)]),
     ]
     return [{"label": label, "lines": [{"text": t, "mono": mono} for t, mono in lines]}
             for label, lines in rows]
-
-
-def _matrix(report: ScanReport) -> list[dict[str, Any]]:
-    rows = []
-    for sev in SEVERITIES_DESC:
-        counts = status_counts(r for r in report.results if r.severity is sev)
-        rows.append({"severity": sev.value, "counts": [counts[s] for s in _STATUS_COLUMNS],
-                     "total": sum(counts.values())})
-    return rows
-
-
-def _uncollected(report: ScanReport) -> list[dict[str, str]]:
-    return [{"cluster": one_line(c.name), "node": one_line(n.name),
-             "error": clean(n.error) if n.error else "No reason was recorded."}
-            for c in report.clusters for n in c.nodes if not n.collected]
-
-
-def _finding(report: ScanReport, r: Result) -> dict[str, Any]:
-    rows: list[dict[str, Any]] = [
-            {"key": "Expected", "value": clean(r.expected), "block": False, "sep": False},
-            {"key": "Actual", "value": clean(r.actual), "block": False, "sep": False}]
-    rows = [row for row in rows if row["value"].strip()]
-    evidence = _evidence_rows(r.evidence)
-    if evidence and rows:
-        evidence[0]["sep"] = True
-    return {
-        "status": r.status.value,
-        "status_label": "FAIL" if r.status is Status.FAIL else "ERROR",
-        "bar": r.severity.value if r.status is Status.FAIL else "error",
-        "severity": r.severity.value,
-        "rule": one_line(r.rule),
-        "rule_anchor": _anchor("rule", r.rule) if r.rule in report.rules else None,
-        "title": one_line(r.title),
-        "target": target_label(r.target),
-        "target_id": one_line(r.target.id) if r.target.id and r.target.id != r.target.name else "",
-        "message": clean(r.message).strip(),
-        "rows": rows + evidence,
-        "remediation": clean(r.remediation).strip("\n") if r.status is Status.FAIL else "",
-        "below_threshold": r.status is Status.FAIL and not counts_toward_verdict(report, r),
-        "fail_on": report.scan.fail_on.value,
-        "id": one_line(r.id),
-    }
-
-
-def _evidence_rows(evidence: Mapping[str, Any]) -> list[dict[str, Any]]:
-    rows = []
-    for key, value in evidence.items():
-        text, block = _evidence_text(value)
-        rows.append({"key": one_line(key), "value": text, "block": block, "sep": False})
-    return rows
-
-
-def _evidence_text(value: Any) -> tuple[str, bool]:
-    """Scalars and flat lists on one line; anything nested as indented JSON in a block."""
-    if isinstance(value, str):
-        return clean(value), False
-    if value is None or isinstance(value, (bool, int, float)):
-        return json.dumps(value), False
-    if isinstance(value, (list, tuple)) and all(
-            v is None or isinstance(v, (str, bool, int, float)) for v in value):
-        return (", ".join(clean(v) if isinstance(v, str) else json.dumps(v) for v in value)
-                or "(empty)"), False
-    return clean(json.dumps(value, indent=2, ensure_ascii=False, default=str)), True
 
 
 def _rules_summary(report: ScanReport, order: Mapping[str, int]) -> list[dict[str, Any]]:

@@ -24,12 +24,27 @@ def _fallback(value: Any) -> Any:
     return str(value)
 
 
+# The last report rendered and its bytes: the HTML footer and the mail carry the JSON's SHA-256,
+# so one scan asks for the same (large) document up to three times. (A strong reference: the
+# report is frozen with slots, so it cannot be weakly referenced; it is the live scan anyway.)
+_last: tuple[ScanReport, bytes] | None = None
+
+
 def render_json(report: ScanReport) -> bytes:
     """``report.to_dict()`` as UTF-8 JSON with a trailing newline, one line per result.
 
     Key order is the order of ``to_dict()`` (the contract's order), so the same report
     always gives the same bytes and runs can be diffed.
     """
+    global _last
+    if _last is not None and _last[0] is report:
+        return _last[1]
+    data = _render(report)
+    _last = (report, data)
+    return data
+
+
+def _render(report: ScanReport) -> bytes:
     parts = []
     for key, value in report.to_dict().items():
         if key == "results" and value:

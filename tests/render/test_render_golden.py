@@ -13,6 +13,7 @@ import pytest
 
 from scanner.model import ScanReport
 from scanner.render import FORMATS
+from scanner.render.findings import results_sha256
 
 from .conftest import build_sample
 
@@ -22,7 +23,8 @@ SUFFIX = {"html": "html", "junit": "junit.xml", "json": "json"}
 @pytest.mark.parametrize("fmt", sorted(FORMATS))
 def test_golden(fmt: str, golden) -> None:  # type: ignore[no-untyped-def]
     report = build_sample(hostile=True)
-    golden.check(f"render-sample.{SUFFIX[fmt]}", FORMATS[fmt](report), scan_id=report.scan.id)
+    golden.check(f"render-sample.{SUFFIX[fmt]}", FORMATS[fmt](report), scan_id=report.scan.id,
+                 results_sha256=results_sha256(report))
 
 
 @pytest.mark.parametrize("fmt", sorted(FORMATS))
@@ -33,4 +35,5 @@ def test_golden_ignores_time_and_scan_id(fmt: str, golden) -> None:  # type: ign
     later = replace(report, scan=replace(report.scan, id="0f0f0f0f-1111-4222-8333-444444444444",
                                          started_at="2027-01-02T03:04:05Z",
                                          finished_at="2027-01-02T03:09:59Z"))
-    golden.check(f"render-sample.{SUFFIX[fmt]}", FORMATS[fmt](later), scan_id=later.scan.id)
+    golden.check(f"render-sample.{SUFFIX[fmt]}", FORMATS[fmt](later), scan_id=later.scan.id,
+                 results_sha256=results_sha256(later))

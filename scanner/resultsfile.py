@@ -1,0 +1,160 @@
+"""Read a results JSON (contracts §5) back into the ScanReport it was written from.
+
+Every report can be re-rendered from the JSON alone (``lmscan mail --from-results``): the
+renderers take a ScanReport, so this module is the inverse of ``ScanReport.to_dict()``.
+Fields that later versions (or other features, such as history's ``change`` marks) add are
+carried over when the model knows them and ignored otherwise. A file that is not a results
+document is invalid input: one line naming the file, the place and what is wrong.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from scanner.errors import InputError
+from scanner.model import (
+    ClusterInfo,
+    NodeInfo,
+    PackInfo,
+    PolicyInfo,
+    Result,
+    RuleInfo,
+    ScanInfo,
+    ScanReport,
+    Severity,
+    Status,
+    Target,
+)
+
+
+class _Bad(Exception):
+    def __init__(self, where: str, problem: str) -> None:
+        super().__init__(f"{where}: {problem}")
+
+
+def load_results(path: Path) -> ScanReport:
+    """The report a results JSON file holds, with the file's SHA-256 for footers."""
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        raise InputError(path, f"cannot read the results file: {exc.strerror}") from None
+    try:
+        data = json.loads(raw.decode("utf-8-sig"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(path, f"not a results JSON file: {exc}") from None
+    try:
+        report = report_from_dict(data)
+    except _Bad as exc:
+        raise InputError(path, f"{exc} (is this a results.json written by lmscan scan --json?)") from None
+    return dataclasses.replace(report, results_sha256=hashlib.sha256(raw).hexdigest())
+
+
+def report_from_dict(data: Any) -> ScanReport:
+    """The inverse of ``ScanReport.to_dict()``; raises ``_Bad`` with a JSON path on bad shapes."""
+    doc = _map(data, "document")
+    if doc.get("lmscan_results") != 1:
+        raise _Bad("lmscan_results", "must be 1")
+    scan = _map(doc.get("scan"), "scan")
+    policy = _map(scan.get("policy") or {}, "scan.policy")
+    packs = tuple(PackInfo(name=_str(p.get("name"), f"scan.rule_packs[{i}].name"),
+                           version=_str(p.get("version"), f"scan.rule_packs[{i}].version"),
+                           sha256=_str(p.get("sha256", ""), f"scan.rule_packs[{i}].sha256"))
+                  for i, p in enumerate(_maps(scan.get("rule_packs") or [], "scan.rule_packs")))
+    info = ScanInfo(
+        id=_str(scan.get("id"), "scan.id"), started_at=_str(scan.get("started_at", ""), "scan.started_at"),
+        finished_at=_str(scan.get("finished_at", ""), "scan.finished_at"),
+        tool_version=_str(scan.get("tool_version", ""), "scan.tool_version"),
+        policy=PolicyInfo(path=_opt_str(policy.get("path"), "scan.policy.path"),
+                          sha256=_str(policy.get("sha256", ""), "scan.policy.sha256"),
+                          default=bool(policy.get("default", False))),
+        rule_packs=packs,
+        fail_on=_enum(Severity, scan.get("fail_on", "low"), "scan.fail_on"),
+    )
+    clusters = tuple(
+        ClusterInfo(name=_str(c.get("name"), f"clusters[{i}].name"), os=_str(c.get("os") or "", f"clusters[{i}].os"),
+                    nodes=tuple(NodeInfo(name=_str(n.get("name"), f"clusters[{i}].nodes[{j}].name"),
+                                         collected=bool(n.get("collected")),
+                                         error=_opt_str(n.get("error"), f"clusters[{i}].nodes[{j}].error"),
+                                         collected_at=_opt_str(n.get("collected_at"),
+                                                               f"clusters[{i}].nodes[{j}].collected_at"))
+                                for j, n in enumerate(_maps(c.get("nodes") or [], f"clusters[{i}].nodes"))))
+        for i, c in enumerate(_maps(doc.get("clusters") or [], "clusters")))
+    extra_result = _extra_fields(Result)
+    results = tuple(_result(r, f"results[{i}]", extra_result)
+                    for i, r in enumerate(_maps(doc.get("results") or [], "results")))
+    rules = {}
+    for rule_id, r in _map(doc.get("rules") or {}, "rules").items():
+        where = f"rules.{rule_id}"
+        r = _map(r, where)
+        rules[str(rule_id)] = RuleInfo(id=str(rule_id), title=_str(r.get("title", ""), f"{where}.title"),
+                                       severity=_enum(Severity, r.get("severity", "info"), f"{where}.severity"),
+                                       rationale=_str(r.get("rationale", ""), f"{where}.rationale"),
+                                       references=tuple(str(x) for x in r.get("references") or ()))
+    extra = {k: doc[k] for k in _extra_fields(ScanReport) if k in doc}
+    return ScanReport(scan=info, clusters=clusters, results=results, rules=rules, **extra)
+
+
+def _result(r: Mapping[str, Any], where: str, extra_fields: frozenset[str]) -> Result:
+    t = _map(r.get("target"), f"{where}.target")
+    evidence = r.get("evidence") or {}
+    extra = {k: r[k] for k in extra_fields if k in r}
+    return Result(
+        id=_str(r.get("id"), f"{where}.id"), rule=_str(r.get("rule"), f"{where}.rule"),
+        title=_str(r.get("title", ""), f"{where}.title"),
+        severity=_enum(Severity, r.get("severity"), f"{where}.severity"),
+        status=_enum(Status, r.get("status"), f"{where}.status"),
+        cluster=_str(r.get("cluster"), f"{where}.cluster"),
+        target=Target(kind=_str(t.get("kind"), f"{where}.target.kind"), name=_str(t.get("name"), f"{where}.target.name"),
+                      id=_opt_str(t.get("id"), f"{where}.target.id"), node=_opt_str(t.get("node"), f"{where}.target.node")),
+        message=_str(r.get("message") or "", f"{where}.message"),
+        expected=_str(r.get("expected") or "", f"{where}.expected"),
+        actual=_str(r.get("actual") or "", f"{where}.actual"),
+        remediation=_str(r.get("remediation") or "", f"{where}.remediation"),
+        evidence=_map(evidence, f"{where}.evidence"), **extra)
+
+
+_KNOWN = {"Result": frozenset({"id", "rule", "title", "severity", "status", "cluster", "target", "message",
+                               "expected", "actual", "remediation", "evidence"}),
+          "ScanReport": frozenset({"scan", "clusters", "results", "rules", "summary"})}
+
+
+def _extra_fields(cls: type) -> frozenset[str]:
+    """Public init fields a later feature added to the model (e.g. ``change``), if present."""
+    return frozenset(f.name for f in dataclasses.fields(cls)
+                     if f.init and not f.name.startswith("_") and f.name not in _KNOWN[cls.__name__]
+                     and f.name != "results_sha256")
+
+
+def _map(value: Any, where: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise _Bad(where, f"expected an object, found {type(value).__name__}")
+    return value
+
+
+def _maps(value: Any, where: str) -> list[Mapping[str, Any]]:
+    if not isinstance(value, list):
+        raise _Bad(where, f"expected a list, found {type(value).__name__}")
+    return [_map(v, f"{where}[{i}]") for i, v in enumerate(value)]
+
+
+def _str(value: Any, where: str) -> str:
+    if not isinstance(value, str):
+        raise _Bad(where, "missing" if value is None else f"expected text, found {type(value).__name__}")
+    return value
+
+
+def _opt_str(value: Any, where: str) -> str | None:
+    return None if value is None else _str(value, where)
+
+
+def _enum(cls: type[Severity] | type[Status], value: Any, where: str) -> Any:
+    try:
+        return cls(value)
+    except ValueError:
+        allowed = ", ".join(m.value for m in cls)
+        raise _Bad(where, f"{value!r} is not one of {allowed}") from None
