@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
               f"({'the hung ones' if figures['failed_as_expected'] else 'UNEXPECTED'}: "
               f"{'; '.join(figures['failure_lines'])})")
         print(f"HTTP requests:    {figures['requests_per_healthy_node']} per healthy node "
-              f"(Create, Command, Send, Receive, Signal, Delete); server saw {server['requests']} requests on "
+              f"(Create, Command, Send, Receive, Delete); server saw {server['requests']} requests on "
               f"{server['connections']} connections, {server['open_shells']} shells left open")
         print(f"per-node time:    median {figures['node_elapsed_median_s']} s, max {figures['node_elapsed_max_s']} s")
         print(f"scan host CPU:    {cpu:.2f} s total, {figures['cpu_ms_per_node']} ms per node")

@@ -43,7 +43,8 @@ from .fakewsman import (
     clixml_error,
 )
 
-HAPPY_STEPS = ["Create", "Command", "Send", "Receive", "Signal", "Delete"]
+# A command that finished needs no Signal: Delete ends the shell (MS-WSMV 3.1.4.4.1).
+HAPPY_STEPS = ["Create", "Command", "Send", "Receive", "Delete"]
 
 
 def endpoint(srv: FakeWSMan, node: str = "HV01", **kw: Any) -> Endpoint:
@@ -86,7 +87,7 @@ def test_happy_path_returns_snapshot_at_protocol_minimum(wsman: Any) -> None:
     assert snap.sections["ClusterNetwork"][0]["Name"] == "LM Zürich 東京"
     assert out.exit_code == 0 and out.stderr == b""
     assert srv.steps() == HAPPY_STEPS
-    assert out.requests == 6
+    assert out.requests == 5
     assert srv.connections == 1
 
 
@@ -112,7 +113,7 @@ def test_large_script_goes_over_stdin_in_chunks(wsman: Any) -> None:
     assert srv.commands[0].script == script
     sends = srv.steps().count("Send")
     assert sends == -(-len(script.encode()) // STDIN_CHUNK)
-    assert out.requests == 5 + sends
+    assert out.requests == 4 + sends
 
 
 def test_non_ascii_output_survives_codepage_65001(wsman: Any) -> None:
@@ -194,7 +195,7 @@ def test_ntlm_with_message_encryption_over_http(wsman: Any) -> None:
     assert srv.steps() == HAPPY_STEPS
     assert all(e.encrypted for e in srv.log)  # every WinRS message sealed with the NTLM session key
     assert srv.commands[0].user == "CONTOSO\\svc-lmscan"
-    assert out.requests == 3 + 6  # NTLM handshake on the empty setup POST, then the minimum
+    assert out.requests == 3 + 5  # NTLM handshake on the empty setup POST, then the minimum
 
 
 def test_ntlm_wrong_password(wsman: Any, caplog: pytest.LogCaptureFixture) -> None:
@@ -474,6 +475,6 @@ def test_pywinrm_refusing_its_arguments_is_a_config_error(caplog: pytest.LogCapt
     def refuse(*args: Any, **kwargs: Any) -> None:
         raise winrm.exceptions.WinRMError(f"invalid settings for {kwargs.get('password')}")
 
-    monkeypatch.setattr(transport, "Protocol", refuse)
+    monkeypatch.setattr(transport, "FastProtocol", refuse)
     err = fails(Endpoint("HV09", "https://127.0.0.1:1/wsman", "ntlm", "u", SECRET, timeout=2), caplog)
     assert err.kind == "config" and str(err) == "HV09: WinRMError: invalid settings for ***"
