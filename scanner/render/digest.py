@@ -117,12 +117,6 @@ def _text(view: dict[str, Any]) -> str:
     if ch is not None:
         out += ["", "Since the last run:", f"  new failures: {ch.new}", f"  failing again (reopened): {ch.reopened}",
                 f"  resolved: {ch.resolved}"]
-    if view["clusters"]:
-        out += ["", f"Clusters that need attention ({view['clusters_total']}):"]
-        out += [f"  {c['verdict']:<10} {c['name']}: {c['failed'] or 'no failure'}"
-                + (f"; {c['errors']} not evaluated" if c["errors"] else "") for c in view["clusters"]]
-        if view["clusters_more"]:
-            out.append(f"  ... and {view['clusters_more']} more in the attached report.")
     out += ["", f"What failed ({view['failures_total']}), most severe first:"]
     for f in view["failures"]:
         mark = f" [{f['change'].upper()}]" if f["change"] else ""
@@ -134,6 +128,12 @@ def _text(view: dict[str, Any]) -> str:
                    f"{view['see']}")
     if not view["failures"]:
         out.append("  Nothing failed.")
+    if view["clusters"]:
+        out += ["", f"Clusters that need attention ({view['clusters_total']}):"]
+        out += [f"  {c['verdict']:<10} {c['name']}: {c['failed'] or 'no failure'}"
+                + (f"; {c['errors']} not evaluated" if c["errors"] else "") for c in view["clusters"]]
+        if view["clusters_more"]:
+            out.append(f"  ... and {view['clusters_more']} more in the attached report.")
     if view["unreachable"]:
         out += ["", f"Nodes that could not be reached ({view['unreachable_total']}):"]
         out += [f"  {n.node} ({n.cluster}): {n.error}" for n in view["unreachable"]]

@@ -150,11 +150,12 @@ def _view(report: ScanReport) -> dict[str, Any]:
             "verdict_css": _VERDICT_CSS[verdict],
             "rank": _VERDICT_RANK[verdict],
             "failed": failed,
+            "worst": max((f.severity.rank for f in own if f.counts), default=-1),
             "errors": counts[Status.ERROR],
             "waived": counts[Status.WAIVED],
             "data_from": times[0][:16].replace("T", " ") + " UTC" if times else "—",
         })
-    clusters.sort(key=lambda c: (c["rank"], c["name"].casefold()))
+    clusters.sort(key=lambda c: (c["rank"], -c["worst"], c["name"].casefold()))
 
     details = []
     for row in clusters:
@@ -241,6 +242,7 @@ def _split_point(line: str, limit: int) -> int | None:
     """The last blank at or before ``limit`` that is outside a quoted string, else None."""
     quote: str | None = None
     best: int | None = None
+    preferred = False
     i = 0
     while i < len(line):
         ch = line[i]
@@ -252,7 +254,11 @@ def _split_point(line: str, limit: int) -> int | None:
             elif ch == "#" and (i == 0 or line[i - 1].isspace()):
                 break   # the rest is a comment: splitting it with a backtick would not continue it
             elif ch == " " and 0 < i <= limit and line[:i].strip():
-                best = i
+                # Prefer to continue before a parameter or after a pipe, where a reader expects it.
+                natural = line[i + 1:i + 2] == "-" or line[:i].rstrip().endswith("|")
+                if natural or best is None or not preferred:
+                    best = i
+                preferred = preferred or natural
         elif ch == quote:
             if i + 1 < len(line) and line[i + 1] == quote:
                 i += 1  # doubled quote inside a string

@@ -7,6 +7,7 @@ Without it the test is skipped locally but fails in CI (``CI=true``), where it i
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -91,3 +92,69 @@ def test_report_fits_a_narrow_window(browser: Any, report_file: Path) -> None:
         assert page.evaluate("document.documentElement.scrollWidth") <= 600
     finally:
         page.context.close()
+
+
+# ----------------------------------------------------------------------------- widths, order, print
+
+WIDTHS = (390, 800, 1400)
+
+
+@pytest.fixture(scope="module")
+def pages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The demo's full report and its mail digest, as files a browser opens."""
+    from scanner.pipeline import run_scan
+    from scanner.render.digest import render_digest
+
+    root = Path(__file__).parents[2]
+    report = run_scan([root / "scanner" / "demo"], root / "scanner" / "demo" / "policy.yaml")
+    out = tmp_path_factory.mktemp("pages")
+    (out / "report.html").write_bytes(render_html(report))
+    (out / "digest.html").write_text(render_digest(report)[0], encoding="utf-8")
+    return {"report": out / "report.html", "digest": out / "digest.html"}
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+@pytest.mark.parametrize("name", ["report", "digest"])
+def test_fits_the_width_offline_most_severe_first(browser: Any, pages: dict[str, Path], name: str,
+                                                  width: int) -> None:
+    page, seen = _open(browser, pages[name], width)
+    try:
+        assert seen["pageerror"] == [] and seen["console"] == []
+        assert set(seen["requests"]) == {pages[name].as_uri()}          # nothing fetched
+        assert page.evaluate("document.documentElement.scrollWidth") == width
+        # No element sticks out of the page either (a code block scrolls inside itself).
+        wide = page.evaluate("""w => [...document.querySelectorAll('body *')]
+            .filter(e => e.getBoundingClientRect().right > w + 0.5 && !e.closest('pre'))
+            .map(e => e.tagName + '.' + e.className).slice(0, 5)""", width)
+        assert wide == []
+        first = page.locator(".flist tr").first
+        assert first.is_visible()
+        assert first.locator(".sev").inner_text().strip().lower() == "critical"
+        assert "LM001" in first.inner_text() and "HVCLU08" in first.inner_text()
+        page.screenshot(path=str(pages[name].with_name(f"{name}-{width}.png")))
+    finally:
+        page.context.close()
+
+
+@pytest.mark.parametrize("paper", ["A4", "Letter"])
+def test_page_one_of_the_print_holds_the_summary_and_the_critical_findings(
+        browser: Any, pages: dict[str, Path], paper: str) -> None:
+    pypdf = pytest.importorskip("pypdf")
+    context = browser.new_context()
+    page = context.new_page()
+    try:
+        page.goto(pages["report"].as_uri(), wait_until="load")
+        pdf = pages["report"].with_name(f"report-{paper}.pdf")
+        page.pdf(path=str(pdf), format=paper, print_background=True)
+    finally:
+        context.close()
+    reader = pypdf.PdfReader(str(pdf))
+    first = " ".join(reader.pages[0].extract_text().split())
+    print(f"{paper}: {len(reader.pages)} pages")
+    assert "3 of 4 clusters are not compliant." in first
+    assert "Clusters" in first and "What failed (8)" in first
+    assert "LM001 iSCSI networks are excluded from live migration" in first and "HVCLU08 · vm APP02" in first
+    # A command continued for print is still one command: joined at its backticks it is the original.
+    text = re.sub(r" `\s*\n\s*", " ", "\n".join(p.extract_text() for p in reader.pages))
+    assert ("Get-ClusterResource -Name 'Virtual Machine APP02' | Set-ClusterParameter -Name MigrationExcludeNetworks "
+            "-Value '6eb0da4e-ef30-4373-a127-06cd2b9e6af3;33deb962-cb86-4fb6-b4a8-8a34b0b0af31'") in text

@@ -143,7 +143,9 @@ def test_unreachable_nodes_are_listed_with_their_error(sample_html: bytes) -> No
 def test_details_grouped_by_cluster_with_readable_evidence_and_fix(sample_html: bytes) -> None:
     text = _text(sample_html)
     details = text[text.index("Details by cluster"): text.index("Waived (1)")]
-    hv1 = details[details.index("HVCLU01 FAIL"): details.index("HVCLU02 FAIL")]
+    # Clusters in the order of their most severe finding: HVCLU01 and LEGACY08 (critical), HVCLU02 (low).
+    assert details.index("HVCLU01 FAIL") < details.index("LEGACY08 FAIL") < details.index("HVCLU02 FAIL")
+    hv1 = details[details.index("HVCLU01 FAIL"): details.index("LEGACY08 FAIL")]
     order = [hv1.index(f"{rule} ") for rule in ("LM001", "LM004", "LM006", "LM008", "HOST002", "HOST005")]
     assert order == sorted(order)
     assert "Expected excluded from live migration Found carries live migration" in hv1
@@ -154,13 +156,13 @@ def test_details_grouped_by_cluster_with_readable_evidence_and_fix(sample_html: 
     assert any("$vmType | Set-ClusterParameter -Name MigrationExcludeNetworks -Value '0d6f3c39" in p
                for p in pres)
     # Errors are shown too, in the cluster they belong to, with what is missing.
-    hv2 = details[details.index("HVCLU02 FAIL"): details.index("LEGACY08 FAIL")]
+    hv2 = details[details.index("HVCLU02 FAIL"):]
     assert "Not evaluated (3)" in hv2 and "Get-VMMigrationNetwork failed on HV-B01" in hv2
     assert "Error Access is denied. (0x80070005)" in hv2
     # Two rules stopped by the same unreachable node make one row naming both.
     assert "ERROR node HV-B02 LM009, HOST001 Node HV-B02 was not collected" in hv2
     # The 2008 R2 cluster's findings are per VM.
-    assert "vm SQL01" in details[details.index("LEGACY08 FAIL"):]
+    assert "vm SQL01" in details[details.index("LEGACY08 FAIL"): details.index("HVCLU02 FAIL")]
     # A passing cluster has no findings block.
     assert "hvclu03.contoso.com PASS" not in details
 
