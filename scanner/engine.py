@@ -7,14 +7,18 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import jinja2
+from jinja2.exceptions import SecurityError
 
+from scanner import templating
 from scanner.conditions import Outcome, show
+from scanner.errors import InputError
 from scanner.facts import ClusterView, InterfaceView, NetworkView, NodeView, Unavailable, View, VMView
 from scanner.loader import Rule
 from scanner.model import Result, Severity, Status, Target
 from scanner.normalize import Cluster
 from scanner.policy import Policy
-from scanner.pwsh import ps_quote
+from scanner.pwsh import quote
+from scanner.templating import PsCode, readonly
 
 VM_RESOURCE_TYPE = "Get-ClusterResourceType -Name 'Virtual Machine'"
 
@@ -241,19 +245,19 @@ def _setting_target(cv: ClusterView, view: View) -> str:
     """Where the LM setting lives: the VM resource type (2012+) or one VM resource (2008 R2)."""
     vm = cv.vm or (view.vm if isinstance(view, VMView) else None)
     if vm is not None:
-        return f"Get-ClusterResource -Name {ps_quote(vm.name)}"
-    return VM_RESOURCE_TYPE
+        return PsCode(f"Get-ClusterResource -Name {quote(vm.name)}")
+    return PsCode(VM_RESOURCE_TYPE)
 
 
 def _context(rule: Rule, view: View, cv: ClusterView, failing: list[View], out: Outcome,
              names: frozenset[str] | None = None) -> dict[str, Any]:
-    """Template names -> values; with ``names``, only those (most results render one message)."""
+    """Template names -> read-only values; with ``names``, only those (most results render one message)."""
     if names is not None:
         cheap = {"target": view, "cluster": cv, "failing": failing, "outcome": out,
                  "node": view if isinstance(view, NodeView) else None,
                  "network": view if isinstance(view, NetworkView) else None}
         if names <= cheap.keys():
-            return {k: cheap[k] for k in names}
+            return {k: readonly(cheap[k]) for k in names}
 
     def safe(fn: Callable[[], Any], default: Any) -> Any:
         try:
@@ -265,7 +269,18 @@ def _context(rule: Rule, view: View, cv: ClusterView, failing: list[View], out: 
     setting = view.vm.setting if isinstance(view, VMView) else safe(cv.setting, None)
     majority = cv.cluster.vm_majority
     preferred = set(cv.policy.preferred)
-    return {
+    names_by_id = {n.id: n.name for n in cv.cluster.networks}
+
+    def set_param(name: str) -> Callable[[Any], PsCode]:
+        def helper(ids: Any) -> PsCode:
+            return PsCode(f"{setting_target} | Set-ClusterParameter -Name {name} "
+                          f"-Value {quote(';'.join(str(i) for i in ids))}")
+        return helper
+
+    def network_names(ids: Any) -> str:
+        return ", ".join(names_by_id.get(str(i)) or f"unknown network {i}" for i in ids) or "none"
+
+    values = {
         "target": view, "cluster": cv,
         "node": view if isinstance(view, NodeView) else None,
         "network": view if isinstance(view, NetworkView) else None,
@@ -276,26 +291,34 @@ def _context(rule: Rule, view: View, cv: ClusterView, failing: list[View], out: 
         "order": list(setting.order) if setting else [],
         "effective_order_ids": safe(lambda: [n.id for n in cv.order()], []),
         "preferred_ids": [n.id for n in cv.cluster.networks if cv.policy.classify(n) in preferred],
-        "setting_target": setting_target,
-        "set_exclude": lambda ids: (f"{setting_target} | Set-ClusterParameter -Name MigrationExcludeNetworks "
-                                    f"-Value {ps_quote(';'.join(ids))}"),
-        "set_order": lambda ids: (f"{setting_target} | Set-ClusterParameter -Name MigrationNetworkOrder "
-                                  f"-Value {ps_quote(';'.join(ids))}"),
-        "network_names": lambda ids: ", ".join(
-            next((n.name for n in cv.cluster.networks if n.id == i), f"unknown network {i}") for i in ids) or "none",
         "majority_exclude": list(majority.exclude) if majority else [],
         "majority_order": list(majority.order) if majority else [],
         "policy": {"allowed": list(cv.policy.allowed), "preferred": list(cv.policy.preferred),
                    "hosts": dict(cv.policy.hosts)},
         "outcome": out,
     }
+    ctx = {k: readonly(v) for k, v in values.items()}
+    ctx.update(setting_target=setting_target, set_exclude=set_param("MigrationExcludeNetworks"),
+               set_order=set_param("MigrationNetworkOrder"), network_names=network_names)
+    return ctx
 
 
 def _render(tmpl: jinja2.Template, ctx: dict[str, Any]) -> str:
+    source, line, label = getattr(tmpl, "lmscan_where", ("rule template", 0, "template"))
+    stopped = getattr(tmpl, "lmscan_stopped", None)
+    if stopped:   # stopped once: not given another budget for every further target
+        raise Unavailable(Status.ERROR, stopped)
     try:
-        return tmpl.render(ctx).strip()
+        return templating.render(tmpl, ctx).strip()
     except Unavailable as exc:
         return f"(not available: {exc.reason})"
+    except templating.TemplateLimitError as exc:
+        # A template past its cost limits proves nothing about this target: an error, not a verdict.
+        reason = f"{label} template ({source}:{line}) was stopped: {exc}"
+        tmpl.lmscan_stopped = reason  # type: ignore[attr-defined]
+        raise Unavailable(Status.ERROR, reason) from None
+    except SecurityError as exc:
+        raise InputError(source, f"{label}: template refused: {exc}", str(line) if line else None) from None
     except jinja2.TemplateError as exc:
         return f"(template error: {exc})"
 

@@ -15,13 +15,12 @@ from typing import Any
 
 import jinja2
 import jinja2.meta
-from jinja2.sandbox import SandboxedEnvironment
 
+from scanner import templating
 from scanner.conditions import Cond, ConditionError, compile_cond
 from scanner.errors import InputError
 from scanner.model import PackInfo, Severity
 from scanner.policy import POLICY_REFS
-from scanner.pwsh import ps_quote
 from scanner.yamlsrc import YamlDoc, fmt_path, load_yaml, schema_check
 
 SCOPES = ("cluster", "node", "network", "interface", "vm")
@@ -73,24 +72,8 @@ TEMPLATE_NAMES = {"target", "cluster", "node", "network", "vm", "failing", "fail
                   "majority_exclude", "majority_order", "policy", "outcome", "network_names"}
 
 
-def _union(a: Sequence[Any], b: Sequence[Any]) -> list[Any]:
-    out = list(a)
-    folded = {str(x).casefold() for x in out}
-    for x in b:
-        if str(x).casefold() not in folded:
-            out.append(x)
-            folded.add(str(x).casefold())
-    return out
-
-
-def _minus(a: Sequence[Any], b: Sequence[Any]) -> list[Any]:
-    drop = {str(x).casefold() for x in b}
-    return [x for x in a if str(x).casefold() not in drop]
-
-
-TEMPLATES = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False, trim_blocks=True,
-                                 lstrip_blocks=True, keep_trailing_newline=False)
-TEMPLATES.filters.update(psq=ps_quote, union=_union, minus=_minus, idlist=lambda ids: ";".join(ids))
+#: The message environment (remediation templates use :data:`scanner.templating.REMEDIATION`).
+TEMPLATES = templating.MESSAGES
 
 
 @dataclass(frozen=True)
@@ -134,17 +117,24 @@ class RulePack:
 
 
 def _template(doc: YamlDoc, base: tuple[Any, ...], rel: tuple[Any, ...], text: str, prefix: str) -> jinja2.Template:
-    def fail(problem: str) -> InputError:
-        return InputError(doc.source, f"{prefix}{fmt_path(rel)}: {problem}", str(doc.line(base + rel)))
-
+    """Compile one message or remediation template; any problem is ``file:line: rule X: key: problem``."""
+    env = templating.REMEDIATION if rel == ("remediation",) else templating.MESSAGES
+    key_line = doc.line(base + rel)
     try:
-        ast = TEMPLATES.parse(text)
-    except jinja2.TemplateSyntaxError as exc:
-        raise fail(f"template error: {exc.message}") from None
-    unknown = sorted(jinja2.meta.find_undeclared_variables(ast) - TEMPLATE_NAMES)
-    if unknown:
-        raise fail(f"template uses unknown name '{unknown[0]}' (known: {', '.join(sorted(TEMPLATE_NAMES))})")
-    return TEMPLATES.from_string(text)
+        tmpl = templating.compile_template(text, env, TEMPLATE_NAMES)
+    except templating.TemplateProblem as exc:
+        line = key_line + exc.lineno - 1 + (1 if _block_scalar(doc, key_line) else 0)
+        raise InputError(doc.source, f"{prefix}{fmt_path(rel)}: {exc}", str(line)) from None
+    tmpl.lmscan_where = (doc.source, key_line, f"{prefix}{fmt_path(rel)}")  # type: ignore[attr-defined]
+    return tmpl
+
+
+def _block_scalar(doc: YamlDoc, line: int) -> bool:
+    """Whether the YAML value on ``line`` is a block scalar (``|`` or ``>``): its text starts a line later."""
+    lines = doc.text.splitlines()
+    if not 0 < line <= len(lines):
+        return False
+    return lines[line - 1].split("#", 1)[0].rstrip().endswith(("|", ">", "|-", ">-", "|+", ">+"))
 
 
 def _rule_text(doc_text: str, start: int, end: int | None) -> str:

@@ -9,8 +9,6 @@ from __future__ import annotations
 import re
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from scanner import __version__
 from scanner.collect.discover import DISCOVERY_SCRIPT
@@ -246,55 +244,4 @@ def test_version_and_method_are_filled_in() -> None:
         collector_script("ssh")
 
 
-# --- ps_quote ----------------------------------------------------------------------------------
-
-def read_single_quoted(literal: str) -> str:
-    """How PowerShell reads a single-quoted literal: any quote char doubled is one, one alone ends it."""
-    quotes = "'\u2018\u2019\u201a\u201b"
-    assert literal[0] in quotes
-    out, i = [], 1
-    while i < len(literal):
-        ch = literal[i]
-        if ch in quotes:
-            if i + 1 < len(literal) and literal[i + 1] in quotes:
-                out.append(literal[i + 1])
-                i += 2
-                continue
-            assert i == len(literal) - 1, f"literal ends early at {i}: {literal!r}"
-            return "".join(out)
-        out.append(ch)
-        i += 1
-    raise AssertionError(f"unterminated literal {literal!r}")
-
-
-@pytest.mark.parametrize(("value", "expected"), [
-    ("HV01", "'HV01'"),
-    ("O'Brien", "'O''Brien'"),
-    ("it\u2019s", "'it\u2019\u2019s'"),
-    ("\u2018\u201a\u201b", "'\u2018\u2018\u201a\u201a\u201b\u201b'"),
-    ("$env:PATH `n $(Get-Date)", "'$env:PATH `n $(Get-Date)'"),
-    ("", "''"),
-])
-def test_ps_quote_examples(value: str, expected: str) -> None:
-    assert ps_quote(value) == expected
-
-
-@given(st.text(alphabet=st.sampled_from("ab'\u2018\u2019\u201a\u201b\"$`(){};\n x")))
-def test_ps_quote_reads_back_as_the_value(value: str) -> None:
-    assert read_single_quoted(ps_quote(value)) == value
-
-
-@given(st.text(alphabet=st.sampled_from("ab'\"$`(){};| -x"), max_size=30))
-def test_ps_quote_is_one_string_token_for_tree_sitter(value: str) -> None:
-    source = f"$v = {ps_quote(value)}\n"
-    assert syntax_problems(source) == []
-    parser = ts.Parser(ts.Language(tsp.language()))
-    tree = parser.parse(source.encode())
-    strings = []
-    stack = [tree.root_node]
-    while stack:
-        node = stack.pop()
-        if node.type == "verbatim_string_characters":
-            strings.append(node)
-        stack.extend(node.children)
-    assert len(strings) == 1 and strings[0].end_byte == len(source.encode()) - 1
+# ps_quote (scanner.pwsh.quote) is tested in tests/test_pwsh.py.
