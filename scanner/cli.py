@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from scanner import __version__
+from scanner import __version__, cli_history
 from scanner.errors import InputError, ScannerError
 from scanner.model import ScanReport, Severity, Status
 from scanner.term import clean
@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("scan", help="collect or read snapshots, evaluate the rules, write reports",
                        description="Evaluate the rules against snapshots, a live inventory or the bundled demo.")
-    src = s.add_mutually_exclusive_group(required=True)
+    src = s.add_mutually_exclusive_group()   # or from the config file
     src.add_argument("--snapshot", metavar="PATH", type=Path, nargs="+", action="extend",
                      help="snapshot files or directories (read for *.json recursively); repeatable")
     src.add_argument("--inventory", metavar="FILE", type=Path, help="collect live over WinRM from this inventory")
@@ -55,9 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", metavar="FILE", type=Path, help="write the results JSON here ('-': standard output)")
     s.add_argument("--out-dir", metavar="DIR", type=Path,
                    help="write report.html, junit.xml and results.json into DIR (--demo: default ./lmscan-demo)")
-    s.add_argument("--fail-on", metavar="SEVERITY", choices=SEVERITIES,
-                   default=os.environ.get("LMSCAN_FAIL_ON", "low"),
-                   help="lowest severity whose failures make the exit code 1 (default: low; info never fails)")
+    s.add_argument("--fail-on", metavar="SEVERITY", choices=SEVERITIES, default=None,
+                   help="lowest severity whose failures make the exit code 1 "
+                        "(default: $LMSCAN_FAIL_ON, the config's fail_on, else low; info never fails)")
     _add_workers_arg(s)
     s.add_argument("--save-snapshots", metavar="DIR", type=Path, help="with --inventory: keep what was collected")
     s.add_argument("--color", choices=["auto", "always", "never"], default="auto", help="colour in the summary")
@@ -69,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     ml.add_argument("--from-results", metavar="FILE", type=Path, required=True,
                     help="a results JSON written by 'lmscan scan --json'")
     _add_mail_args(ml)
+    cli_history.add_scan_options(s)
 
     c = sub.add_parser("collect", help="collect snapshots over WinRM without evaluating")
     c.add_argument("--inventory", metavar="FILE", type=Path, required=True)
@@ -89,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     rsub.add_parser("facts", help="list the facts rules can use, per scope (for rule authors)")
     rv = rsub.add_parser("validate", help="validate a rule pack or a site policy file")
     rv.add_argument("file", metavar="FILE", type=Path)
+    cli_history.add_commands(sub, _Parser)
     return p
 
 
@@ -137,6 +139,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_collect(args)
         if args.command == "mail":
             return cmd_mail(args)
+        if args.command == "history":
+            return cli_history.cmd_history(args)
+        if args.command == "config":
+            return cli_history.cmd_config(args)
+        if args.command == "report":
+            return cli_history.cmd_report(args)
         if args.command == "collector-script":
             from scanner.collect.script import collector_script
             sys.stdout.write(collector_script())
@@ -179,6 +187,7 @@ def _outputs(args: argparse.Namespace) -> dict[str, Path]:
     for k in REPORT_FLAGS:
         if getattr(args, k) is not None:
             out[k] = getattr(args, k)
+    out.update(getattr(args, "extra_outputs", {}))
     return out
 
 
@@ -192,9 +201,13 @@ def cmd_scan(args: argparse.Namespace) -> int:
     from scanner import pipeline
     from scanner.reportset import check_outputs
 
+    settings = cli_history.apply_config(args)
     outputs = _outputs(args)
+    for fmt in [f for f in outputs if f not in REPORT_FLAGS]:
+        _warn(f"{settings.source}: outputs.{fmt}: this lmscan has no {fmt} report yet; not written")
+        del outputs[fmt]
     check_outputs(outputs, _inputs(args))
-    mail = _mail_settings(args)
+    mail = _mail_settings(args, settings.mail)
     mail_password = mail.password_value(os.environ) if mail else None
     policy = args.policy
     if args.demo:
@@ -205,12 +218,22 @@ def cmd_scan(args: argparse.Namespace) -> int:
         if not args.quiet:
             sys.stderr.write(f"lmscan: scanning the bundled demo clusters ({snapshot_paths[0]})\n")
     ruleset = pipeline.load_ruleset(policy, args.rules)
-    if args.inventory is not None:
-        report, interrupted = _scan_inventory(args, ruleset)
-    else:
-        clusters = pipeline.read_clusters(snapshot_paths if args.demo else args.snapshot)
-        report = pipeline.scan_clusters(ruleset, clusters, fail_on=args.fail_on)
-        interrupted = False
+    store = cli_history.open_history(args, settings)
+    try:
+        if args.inventory is not None:
+            report, interrupted = _scan_inventory(args, ruleset)
+        else:
+            clusters = pipeline.read_clusters(snapshot_paths if args.demo else args.snapshot)
+            report = pipeline.scan_clusters(ruleset, clusters, fail_on=args.fail_on, scan_id=args.scan_id)
+            interrupted = False
+        report = cli_history.compare(report, args, store)
+        if store is not None:   # recorded before the reports are written: a report never names a lost run
+            from scanner.render import render_json
+            # The stored document is the JSON written below, byte for byte (render_json keeps it).
+            store.record(report, render_json(report), complete=not interrupted)
+    finally:
+        if store is not None:
+            store.close()
     code = exit_code(report)
     code = EXIT_INCOMPLETE if interrupted and code == EXIT_OK else code
     try:
@@ -311,8 +334,10 @@ def cmd_mail(args: argparse.Namespace) -> int:
 
 
 def exit_code(report: ScanReport) -> int:
-    """Contracts §6: 1 when a counted failure exists, else 3 when anything is in error, else 0."""
-    if report.counting_failures():
+    """Contracts §6: 1 when a counted failure exists, else 3 when anything is in error, else 0.
+
+    With ``--fail-on-new`` only new and reopened failures count (contracts §7)."""
+    if report.gating_failures():
         return EXIT_FAIL
     if any(r.status is Status.ERROR for r in report.results):
         return EXIT_INCOMPLETE
@@ -350,6 +375,8 @@ def _print_summary(report: ScanReport, outputs: dict[str, Path], color_mode: str
 
     width = min(shutil.get_terminal_size((100, 24)).columns, 120)
     sys.stdout.write(render_console(report, color=_use_color(color_mode, sys.stdout), width=width))
+    for line in cli_history.summary_lines(report):
+        sys.stdout.write(line + "\n")
     for fmt, path in outputs.items():
         sys.stdout.write(f"{fmt:>5}: {clean(path)}\n")
     sys.stdout.flush()
@@ -384,7 +411,7 @@ def _scan_inventory(args: argparse.Namespace, ruleset: RuleSet) -> tuple[ScanRep
                 for o in outcomes if o.snapshot is None]
     inv = {o.snapshot.source: o.cluster for o in outcomes if o.snapshot is not None}
     clusters = group_clusters(snaps, failures, inv)
-    return pipeline.scan_clusters(ruleset, clusters, fail_on=args.fail_on), interrupted
+    return pipeline.scan_clusters(ruleset, clusters, fail_on=args.fail_on, scan_id=args.scan_id), interrupted
 
 
 def _without_node(node: str, error: str | None) -> str:

@@ -45,6 +45,17 @@ class Severity(str, enum.Enum):
 _SEVERITY_RANK = {s: i for i, s in enumerate(Severity)}
 
 
+class Change(str, enum.Enum):
+    """How a result compares with the run it is compared with (contracts §7)."""
+
+    NEW = "new"
+    UNCHANGED = "unchanged"
+    RESOLVED = "resolved"
+    REOPENED = "reopened"
+
+    def __str__(self) -> str:
+        return self.value
+
 
 @dataclass(frozen=True, slots=True)
 class Target:
@@ -75,9 +86,10 @@ class Result:
     actual: str
     remediation: str
     evidence: Mapping[str, Any] = field(default_factory=dict)
+    change: Change | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "id": self.id,
             "rule": self.rule,
             "title": self.title,
@@ -91,6 +103,9 @@ class Result:
             "evidence": dict(self.evidence),
             "remediation": self.remediation,
         }
+        if self.change is not None:
+            out["change"] = self.change.value
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +199,95 @@ class ScanInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class ResolvedFinding:
+    """A finding of the compared run that no longer fails (its target may be gone)."""
+
+    id: str
+    rule: str
+    cluster: str
+    target: Target
+    severity: str
+    title: str
+    gone: bool = False   # no result with this id in the current run: the target no longer exists
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "rule": self.rule, "cluster": self.cluster, "target": self.target.to_dict(),
+                "severity": self.severity, "title": self.title, "gone": self.gone}
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterComparison:
+    """What one cluster was compared with, and whether it stopped or started answering.
+
+    ``state`` is ``compared``, ``first`` (no earlier run), ``stopped`` (did not answer now, did
+    in the compared run), ``unreachable`` (still not answering) or ``started`` (answers again).
+    """
+
+    cluster: str
+    state: str
+    scan_id: str | None = None
+    scan_time: str | None = None
+    note: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"cluster": self.cluster, "state": self.state, "scan_id": self.scan_id,
+                "scan_time": self.scan_time, "note": self.note}
+
+
+@dataclass(frozen=True, slots=True)
+class TrendPoint:
+    """Failures and errors of one cluster in one earlier (or the current) run."""
+
+    scan_time: str
+    fail: int
+    error: int
+    reached: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Changes:
+    """The ``changes`` object of contracts §7: counts, the compared scan and what was resolved."""
+
+    source: str                                   # "history" or "baseline"
+    scan_id: str | None                           # the compared scan (the latest one, per cluster below)
+    scan_time: str | None
+    counts: Mapping[str, int]
+    resolved: tuple[ResolvedFinding, ...] = ()
+    clusters: tuple[ClusterComparison, ...] = ()
+    fail_on_new: bool = False
+    tolerated: int = 0                            # known failures --fail-on-new did not count
+    trend: Mapping[str, tuple[TrendPoint, ...]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "scan_id": self.scan_id,
+            "scan_time": self.scan_time,
+            "counts": dict(self.counts),
+            "fail_on_new": self.fail_on_new,
+            "tolerated": self.tolerated,
+            "clusters": [c.to_dict() for c in self.clusters],
+            "resolved": [r.to_dict() for r in self.resolved],
+            "trend": {k: [[p.scan_time, p.fail, p.error, p.reached] for p in v] for k, v in self.trend.items()},
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterOrigin:
+    """Where a cluster of a merged report (``report --from-history``) comes from."""
+
+    cluster: str
+    scan_id: str
+    scan_time: str
+    scanner_host: str
+    stale: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"cluster": self.cluster, "scan_id": self.scan_id, "scan_time": self.scan_time,
+                "scanner_host": self.scanner_host, "stale": self.stale}
+
+
+@dataclass(frozen=True, slots=True)
 class ScanReport:
     """The one value every renderer takes."""
 
@@ -191,6 +295,8 @@ class ScanReport:
     clusters: tuple[ClusterInfo, ...]
     results: tuple[Result, ...]
     rules: Mapping[str, RuleInfo] = field(default_factory=dict)
+    changes: Changes | None = None
+    origins: tuple[ClusterOrigin, ...] = ()
     _verdicts: dict[str, Status] = field(default_factory=dict, compare=False, repr=False)
     #: SHA-256 of the results JSON file this report was read from (``lmscan mail --from-results``);
     #: None for a fresh scan, whose JSON is hashed as rendered.
@@ -208,6 +314,13 @@ class ScanReport:
         floor = max(self.scan.fail_on.rank, Severity.LOW.rank)
         return [r for r in self.results
                 if r.status is Status.FAIL and r.severity.rank >= floor]
+
+    def gating_failures(self) -> list[Result]:
+        """The failures that decide exit 1: with ``--fail-on-new`` only new and reopened ones."""
+        failures = self.counting_failures()
+        if self.changes is not None and self.changes.fail_on_new:
+            return [r for r in failures if r.change in (Change.NEW, Change.REOPENED)]
+        return failures
 
     def cluster_verdict(self, cluster: str) -> Status:
         """FAIL if any counting failure, else ERROR if any error, else PASS."""
@@ -231,5 +344,7 @@ class ScanReport:
             "clusters": [c.to_dict() for c in self.clusters],
             "results": [r.to_dict() for r in self.results],
             "summary": self.summary,
+            **({"changes": self.changes.to_dict()} if self.changes is not None else {}),
+            **({"origins": [o.to_dict() for o in self.origins]} if self.origins else {}),
             "rules": {k: v.to_dict() for k, v in self.rules.items()},
         }

@@ -49,14 +49,15 @@ def load_ruleset(policy_path: Path | None, rule_paths: Sequence[Path] = ()) -> R
 
 
 def scan_clusters(ruleset: RuleSet, clusters: Sequence[Cluster], fail_on: str = "low",
-                  started: _dt.datetime | None = None, today: _dt.date | None = None) -> ScanReport:
+                  started: _dt.datetime | None = None, today: _dt.date | None = None,
+                  scan_id: str | None = None) -> ScanReport:
     """Evaluate and wrap everything the renderers need in one value."""
     started = started or _dt.datetime.now(_dt.timezone.utc)
     results = evaluate(ruleset.rules, clusters, ruleset.policy, today=today or started.date())
     finished = _dt.datetime.now(_dt.timezone.utc)
     policy = ruleset.policy
     scan = ScanInfo(
-        id=str(uuid.uuid4()),
+        id=scan_id or str(uuid.uuid4()),
         started_at=_iso(started), finished_at=_iso(finished), tool_version=__version__,
         policy=PolicyInfo(path=policy.path, sha256=policy.sha256, default=policy.default),
         rule_packs=tuple(p.info() for p in ruleset.packs),

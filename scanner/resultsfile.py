@@ -18,10 +18,15 @@ from typing import Any
 
 from scanner.errors import InputError
 from scanner.model import (
+    Change,
+    Changes,
+    ClusterComparison,
     ClusterInfo,
+    ClusterOrigin,
     NodeInfo,
     PackInfo,
     PolicyInfo,
+    ResolvedFinding,
     Result,
     RuleInfo,
     ScanInfo,
@@ -29,6 +34,7 @@ from scanner.model import (
     Severity,
     Status,
     Target,
+    TrendPoint,
 )
 
 
@@ -43,14 +49,19 @@ def load_results(path: Path) -> ScanReport:
         raw = Path(path).read_bytes()
     except OSError as exc:
         raise InputError(path, f"cannot read the results file: {exc.strerror}") from None
+    return parse_results(raw, str(path))
+
+
+def parse_results(raw: bytes, source: str) -> ScanReport:
+    """The report a results JSON document holds (a file's bytes, or a run kept in the history)."""
     try:
         data = json.loads(raw.decode("utf-8-sig"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(path, f"not a results JSON file: {exc}") from None
+        raise InputError(source, f"not a results JSON file: {exc}") from None
     try:
         report = report_from_dict(data)
     except _Bad as exc:
-        raise InputError(path, f"{exc} (is this a results.json written by lmscan scan --json?)") from None
+        raise InputError(source, f"{exc} (is this a results.json written by lmscan scan --json?)") from None
     return dataclasses.replace(report, results_sha256=hashlib.sha256(raw).hexdigest())
 
 
@@ -96,6 +107,15 @@ def report_from_dict(data: Any) -> ScanReport:
                                        rationale=_str(r.get("rationale", ""), f"{where}.rationale"),
                                        references=tuple(str(x) for x in r.get("references") or ()))
     extra = {k: doc[k] for k in _extra_fields(ScanReport) if k in doc}
+    if "changes" in extra:
+        extra["changes"] = _changes(_map(extra["changes"], "changes"))
+    if "origins" in extra:
+        extra["origins"] = tuple(ClusterOrigin(cluster=_str(o.get("cluster"), f"origins[{i}].cluster"),
+                                               scan_id=_str(o.get("scan_id"), f"origins[{i}].scan_id"),
+                                               scan_time=_str(o.get("scan_time"), f"origins[{i}].scan_time"),
+                                               scanner_host=_str(o.get("scanner_host"), f"origins[{i}].scanner_host"),
+                                               stale=bool(o.get("stale")))
+                                 for i, o in enumerate(_maps(extra["origins"], "origins")))
     return ScanReport(scan=info, clusters=clusters, results=results, rules=rules, **extra)
 
 
@@ -103,14 +123,15 @@ def _result(r: Mapping[str, Any], where: str, extra_fields: frozenset[str]) -> R
     t = _map(r.get("target"), f"{where}.target")
     evidence = r.get("evidence") or {}
     extra = {k: r[k] for k in extra_fields if k in r}
+    if extra.get("change") is not None:
+        extra["change"] = _enum(Change, extra["change"], f"{where}.change")
     return Result(
         id=_str(r.get("id"), f"{where}.id"), rule=_str(r.get("rule"), f"{where}.rule"),
         title=_str(r.get("title", ""), f"{where}.title"),
         severity=_enum(Severity, r.get("severity"), f"{where}.severity"),
         status=_enum(Status, r.get("status"), f"{where}.status"),
         cluster=_str(r.get("cluster"), f"{where}.cluster"),
-        target=Target(kind=_str(t.get("kind"), f"{where}.target.kind"), name=_str(t.get("name"), f"{where}.target.name"),
-                      id=_opt_str(t.get("id"), f"{where}.target.id"), node=_opt_str(t.get("node"), f"{where}.target.node")),
+        target=_target(t, f"{where}.target"),
         message=_str(r.get("message") or "", f"{where}.message"),
         expected=_str(r.get("expected") or "", f"{where}.expected"),
         actual=_str(r.get("actual") or "", f"{where}.actual"),
@@ -121,6 +142,42 @@ def _result(r: Mapping[str, Any], where: str, extra_fields: frozenset[str]) -> R
 _KNOWN = {"Result": frozenset({"id", "rule", "title", "severity", "status", "cluster", "target", "message",
                                "expected", "actual", "remediation", "evidence"}),
           "ScanReport": frozenset({"scan", "clusters", "results", "rules", "summary"})}
+
+
+def _target(t: Mapping[str, Any], where: str) -> Target:
+    return Target(kind=_str(t.get("kind"), f"{where}.kind"), name=_str(t.get("name"), f"{where}.name"),
+                  id=_opt_str(t.get("id"), f"{where}.id"), node=_opt_str(t.get("node"), f"{where}.node"))
+
+
+def _changes(d: Mapping[str, Any]) -> Changes:
+    """The ``changes`` object of contracts §7 (history and ``--baseline``)."""
+    resolved = tuple(
+        ResolvedFinding(id=_str(f.get("id"), f"changes.resolved[{i}].id"),
+                        rule=_str(f.get("rule"), f"changes.resolved[{i}].rule"),
+                        cluster=_str(f.get("cluster"), f"changes.resolved[{i}].cluster"),
+                        target=_target(_map(f.get("target"), f"changes.resolved[{i}].target"),
+                                       f"changes.resolved[{i}].target"),
+                        severity=_str(f.get("severity", ""), f"changes.resolved[{i}].severity"),
+                        title=_str(f.get("title", ""), f"changes.resolved[{i}].title"), gone=bool(f.get("gone")))
+        for i, f in enumerate(_maps(d.get("resolved") or [], "changes.resolved")))
+    clusters = tuple(
+        ClusterComparison(cluster=_str(c.get("cluster"), f"changes.clusters[{i}].cluster"),
+                          state=_str(c.get("state"), f"changes.clusters[{i}].state"),
+                          scan_id=_opt_str(c.get("scan_id"), f"changes.clusters[{i}].scan_id"),
+                          scan_time=_opt_str(c.get("scan_time"), f"changes.clusters[{i}].scan_time"),
+                          note=_str(c.get("note") or "", f"changes.clusters[{i}].note"))
+        for i, c in enumerate(_maps(d.get("clusters") or [], "changes.clusters")))
+    trend = {}
+    for name, points in _map(d.get("trend") or {}, "changes.trend").items():
+        if not isinstance(points, list) or not all(isinstance(p, list) and len(p) == 4 for p in points):
+            raise _Bad(f"changes.trend.{name}", "expected a list of [time, fail, error, reached]")
+        trend[str(name)] = tuple(TrendPoint(scan_time=str(p[0]), fail=int(p[1]), error=int(p[2]), reached=bool(p[3]))
+                                 for p in points)
+    counts = {str(k): int(v) for k, v in _map(d.get("counts") or {}, "changes.counts").items()}
+    return Changes(source=_str(d.get("source"), "changes.source"), scan_id=_opt_str(d.get("scan_id"), "changes.scan_id"),
+                   scan_time=_opt_str(d.get("scan_time"), "changes.scan_time"), counts=counts, resolved=resolved,
+                   clusters=clusters, fail_on_new=bool(d.get("fail_on_new")), tolerated=int(d.get("tolerated") or 0),
+                   trend=trend)
 
 
 def _extra_fields(cls: type) -> frozenset[str]:
@@ -152,7 +209,7 @@ def _opt_str(value: Any, where: str) -> str | None:
     return None if value is None else _str(value, where)
 
 
-def _enum(cls: type[Severity] | type[Status], value: Any, where: str) -> Any:
+def _enum(cls: type[Severity] | type[Status] | type[Change], value: Any, where: str) -> Any:
     try:
         return cls(value)
     except ValueError:

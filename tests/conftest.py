@@ -94,3 +94,11 @@ def shared_path(relative: str) -> Path:
 def shared_file() -> Callable[[str], Path]:
     """``shared_file("schemas/junit-10.xsd")``: see :func:`shared_path`."""
     return shared_path
+
+
+@pytest.fixture(autouse=True)
+def _private_history(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Scans in tests record into a history of their own, never the user's ~/.local/share/lmscan."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path_factory.mktemp("xdg-data")))
+    monkeypatch.delenv("LMSCAN_CONFIG", raising=False)
+    monkeypatch.delenv("LMSCAN_HISTORY", raising=False)

@@ -290,21 +290,16 @@ class Changes:
 
 def changes(report: ScanReport) -> Changes | None:
     """Counts from the ``change`` marks and ``changes`` object of contracts §7; None without them."""
-    data = getattr(report, "changes", None)
-    if not isinstance(data, Mapping):
+    data = report.changes
+    if data is None:
         return None
     marks: dict[str, int] = {}
     for r in report.results:
-        mark = getattr(r, "change", None)
+        mark = r.change
         if mark and r.status is Status.FAIL:
-            marks[str(mark)] = marks.get(str(mark), 0) + 1
-    resolved = data.get("resolved")
-    n_resolved = len(resolved) if isinstance(resolved, (list, tuple)) else _int(resolved)
-    compared = data.get("compared") or data.get("baseline") or {}
-    cid = data.get("compared_scan_id") or (compared.get("id") if isinstance(compared, Mapping) else None)
-    cat = data.get("compared_at") or (compared.get("started_at") if isinstance(compared, Mapping) else None)
-    return Changes(new=marks.get("new", 0), reopened=marks.get("reopened", 0), resolved=n_resolved,
-                   compared_id=one_line(cid or ""), compared_at=one_line(cat or ""))
+            marks[mark.value] = marks.get(mark.value, 0) + 1
+    return Changes(new=marks.get("new", 0), reopened=marks.get("reopened", 0), resolved=len(data.resolved),
+                   compared_id=one_line(data.scan_id or ""), compared_at=one_line(data.scan_time or ""))
 
 
 def _int(value: Any) -> int:

@@ -24,6 +24,7 @@ import jinja2
 from scanner.errors import RenderError
 from scanner.model import Result, ScanReport, Status
 from scanner.render import findings as fnd
+from scanner.render.changes_view import since_view
 from scanner.render._common import (
     VERDICT_LABELS,
     clean,
@@ -194,6 +195,7 @@ def _view(report: ScanReport) -> dict[str, Any]:
         "pass_limit": PASS_DETAIL_LIMIT,
         "fail_on": report.scan.fail_on.value,
         "rules_doc": _rules_doc(report, order),
+        "since": since_view(report),
     }
 
 

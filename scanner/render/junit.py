@@ -24,7 +24,7 @@ from collections.abc import Iterable, Sequence
 
 import junit_xml
 
-from scanner.model import ClusterInfo, Result, ScanReport, Status
+from scanner.model import Change, ClusterInfo, Result, ScanReport, Status
 from scanner.render._common import (
     clean,
     cluster_names,
@@ -140,8 +140,36 @@ def _suite(report: ScanReport, cluster: str, classname: str, results: Sequence[R
         test_cases=cases,
         hostname=one_line(cluster) or None,
         timestamp=utc_naive(report.scan.started_at),
-        properties=_properties(report, info),
+        properties={**_properties(report, info), **_change_properties(report, cluster, results)},
     )
+
+
+def _change_properties(report: ScanReport, cluster: str, results: Sequence[Result]) -> dict[str, str]:
+    """Change marks (contracts §7) as suite properties: junit-10.xsd allows no testcase properties."""
+    ch = report.changes
+    if ch is None:
+        return {}
+    key = cluster.casefold()
+    cmp = next((c for c in ch.clusters if c.cluster.casefold() == key), None)
+    props = {"changes.source": ch.source,
+             "changes.compared_scan": (cmp.scan_id if cmp and cmp.scan_id else "none (first scan of this cluster)")}
+    if cmp is not None and cmp.scan_time:
+        props["changes.compared_time"] = cmp.scan_time
+    if cmp is not None and cmp.note:
+        props["changes.note"] = cmp.note
+    marks = {c.value: 0 for c in Change}
+    for r in results:
+        if r.change is not None:
+            marks[r.change.value] += 1
+    gone = [f for f in ch.resolved if f.gone and f.cluster.casefold() == key]
+    marks[Change.RESOLVED.value] += len(gone)
+    props.update({f"changes.{k}": str(v) for k, v in marks.items()})
+    for r in results:
+        if r.change in (Change.NEW, Change.REOPENED) and r.status is Status.FAIL or r.change is Change.RESOLVED:
+            props[f"change.{r.id}"] = r.change.value if r.change else ""
+    for f in gone:
+        props[f"change.{f.id}"] = "resolved (target gone)"
+    return {one_line(k): one_line(v) for k, v in props.items()}
 
 
 def _properties(report: ScanReport, info: ClusterInfo | None) -> dict[str, str]:
@@ -177,7 +205,8 @@ def _case(report: ScanReport, r: Result, classname: str, name: str) -> junit_xml
     case = junit_xml.TestCase(name=name, classname=classname, stdout=clean(stdout))
     body = _body(r)
     if r.status is Status.FAIL:
-        message = f"[{r.severity.value}] {r.title}: {r.message}"
+        mark = f"{r.change.value.upper()} " if r.change in (Change.NEW, Change.REOPENED) else ""
+        message = f"{mark}[{r.severity.value}] {r.title}: {r.message}"
         if not counts_toward_verdict(report, r):
             message = f"{message} (below --fail-on {report.scan.fail_on.value}; does not fail the scan)"
         case.add_failure_info(message=one_line(message, MESSAGE_LIMIT), output=body,

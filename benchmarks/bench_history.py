@@ -1,0 +1,123 @@
+"""History benchmark: what recording a run and marking its changes adds to a scan.
+
+For each fleet size (the fleets of ``bench_scan.py``) this scans the snapshots once (read,
+normalize, evaluate), then plays three nights into a fresh store: each night looks up the
+baselines, marks the changes, renders the results JSON the store keeps, and records the run in
+one transaction. It prints the scan time, the added time per night (the first night has no
+earlier run; later nights compare with the one before), the ratio to the scan, and how much
+the store grows per run and per result.
+
+    python benchmarks/bench_history.py [--sizes 50,500] [--workdir DIR] [--postgres URL]
+
+``--postgres URL`` measures a PostgreSQL store as well (the password from $PGPASSWORD or
+~/.pgpass; the database must exist and be empty). Not a pytest module.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
+
+from bench_scan import ensure_fleet  # noqa: E402  (sibling script, not a package)
+
+NIGHTS = 3
+
+
+def out(line: str = "") -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def _store_bytes(location: str, store: Any) -> int:
+    if location.startswith("postgresql"):
+        rows = store._query("SELECT pg_database_size(current_database())")
+        return int(rows[0][0])
+    path = Path(location)
+    return sum(p.stat().st_size for p in path.parent.glob(path.name + "*"))   # the db, -wal and -shm
+
+
+def measure(folder: Path, location: str) -> dict[str, Any]:
+    from scanner.changes import mark_changes
+    from scanner.history import open_store
+    from scanner.pipeline import run_scan
+    from scanner.render import render_json
+
+    snapshots = folder / "snapshots"
+    started = time.perf_counter()
+    report = run_scan([snapshots], policy_path=snapshots / "policy.yaml", rule_paths=[])
+    scan_s = time.perf_counter() - started
+    started = time.perf_counter()
+    render_json(report)
+    json_s = time.perf_counter() - started
+    nights = []
+    with open_store(location).open() as store:
+        before = _store_bytes(location, store)
+        for night in range(NIGHTS):
+            scan = dataclasses.replace(report.scan, id=f"bench-{night}",
+                                       started_at=f"2026-11-{night + 1:02d}T02:00:00Z")
+            tonight = dataclasses.replace(report, scan=scan, _verdicts={})
+            t0 = time.perf_counter()
+            baselines = store.baselines([c.name for c in tonight.clusters])
+            t1 = time.perf_counter()
+            marked = mark_changes(tonight, baselines, "history")
+            t2 = time.perf_counter()
+            document = render_json(marked)
+            t3 = time.perf_counter()
+            store.record(marked, document)
+            t4 = time.perf_counter()
+            size = _store_bytes(location, store)
+            nights.append({"lookup": t1 - t0, "mark": t2 - t1, "json": t3 - t2, "record": t4 - t3,
+                           "bytes": size - before, "document": len(document)})
+            before = size
+    return {"scan_s": scan_s, "json_s": json_s, "results": len(report.results), "nights": nights}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", default="50,500")
+    ap.add_argument("--workdir", type=Path)
+    ap.add_argument("--seed", type=int, default=2026)
+    ap.add_argument("--postgres", metavar="URL")
+    args = ap.parse_args(argv)
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="lmscan-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    out("| store | clusters | results | scan | night 1 added | night 2 added (lookup + mark + JSON + record) "
+        "| added vs scan | added vs scan + JSON report | store growth per run | per result per run |")
+    out("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for size in [int(s) for s in args.sizes.split(",")]:
+        folder, _ = ensure_fleet(work, size, args.seed, False)
+        stores = [("sqlite", str(Path(tempfile.mkdtemp(prefix="lmscan-hist-")) / "history.db"))]
+        if args.postgres:
+            stores.append(("postgresql", args.postgres))
+        for kind, location in stores:
+            m = measure(folder, location)
+            n1, n2 = m["nights"][0], m["nights"][1]
+            added1 = n1["lookup"] + n1["mark"] + n1["json"] + n1["record"]
+            added2 = n2["lookup"] + n2["mark"] + n2["json"] + n2["record"]
+            # The JSON a scan writes anyway (--json, or the store's copy) is counted as added here;
+            # the last ratio credits it to the scan for runs that write --json regardless.
+            growth = sum(n["bytes"] for n in m["nights"][1:]) / (NIGHTS - 1)
+            out(f"| {kind} | {size} | {m['results']:,} | {m['scan_s']:.1f} s | {added1:.2f} s | "
+                f"{added2:.2f} s ({n2['lookup']:.2f} + {n2['mark']:.2f} + {n2['json']:.2f} + {n2['record']:.2f}) | "
+                f"{100 * added2 / m['scan_s']:.1f} % | {100 * (added2 - n2['json']) / (m['scan_s'] + m['json_s']):.1f} % | "
+                f"{growth / 1e6:.1f} MB | {growth / m['results']:.0f} B |")
+            if kind == "sqlite":
+                try:
+                    os.unlink(location)
+                except OSError:
+                    pass
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
