@@ -98,7 +98,8 @@ def shared_file() -> Callable[[str], Path]:
 
 @pytest.fixture(autouse=True)
 def _private_history(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Scans in tests record into a history of their own, never the user's ~/.local/share/lmscan."""
+    """Scans in tests keep no history unless the test names a store (``--history``, a config
+    file, or deleting ``LMSCAN_HISTORY``), and never touch the user's ~/.local/share/lmscan."""
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path_factory.mktemp("xdg-data")))
     monkeypatch.delenv("LMSCAN_CONFIG", raising=False)
-    monkeypatch.delenv("LMSCAN_HISTORY", raising=False)
+    monkeypatch.setenv("LMSCAN_HISTORY", "off")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import textwrap
 from pathlib import Path
@@ -186,3 +187,14 @@ def test_scan_into_postgresql_with_the_password_by_reference(fleet, tmp_path, po
     assert main(["scan", "--config", str(config), "-q", "--history", postgres_url.replace("lmscan@", "lmscan:pw@")]) == 2
     err = capsys.readouterr().err
     assert "the URL holds a password" in err and ":pw@" not in err
+
+
+def test_every_scan_is_recorded_by_default(fleet, tmp_path, monkeypatch):
+    monkeypatch.delenv("LMSCAN_HISTORY")
+    assert main(["scan", "--snapshot", str(fleet), "-q"]) == 1
+    default = Path(os.environ["XDG_DATA_HOME"]) / "lmscan" / "history.db"
+    with open_store(default).open() as store:
+        assert len(store.runs()) == 1
+    assert main(["scan", "--demo", "-q", "--out-dir", str(tmp_path / "demo")]) == 1
+    with open_store(default).open() as store:
+        assert len(store.runs()) == 1       # the bundled demo stays out of a real history
