@@ -332,27 +332,20 @@ def test_a_500_cluster_digest_stays_under_100_kb_and_keeps_the_head() -> None:
 
 
 def test_subject_carries_changes_when_history_exists() -> None:
+    import dataclasses
+
+    from scanner.changes import baselines_from_report, mark_changes
     report = build_sample()
-
-    @dataclass(frozen=True)
-    class WithChanges:
-        scan: Any
-        clusters: Any
-        results: Any
-        rules: Any
-        changes: Any
-
-        def __getattr__(self, name: str) -> Any:
-            return getattr(report, name)
-
-    marked = tuple(type("R", (), {"__getattr__": lambda self, n, r=r: getattr(r, n),
-                                  "change": "new" if i % 3 == 0 else "unchanged"})()
-                   for i, r in enumerate(report.results))
-    fake = WithChanges(report.scan, report.clusters, marked, report.rules,
-                       {"resolved": [{"id": "x"}], "compared_scan_id": "abc"})
-    news = sum(1 for i, r in enumerate(report.results) if r.status is Status.FAIL and i % 3 == 0)
-    assert mail.subject(fake) == f"[lmscan] FAIL: 3 of 4 clusters, {news} new failures, 1 resolved"  # type: ignore[arg-type]
-    assert mail.should_send(fake, "changed")[0]  # type: ignore[arg-type]
+    failing = [r for r in report.results if r.status is Status.FAIL]
+    # The compared run: the first failure still passed, and a finding that is gone now failed.
+    gone = dataclasses.replace(failing[1], id=failing[1].id + "-gone")
+    before = dataclasses.replace(report, results=tuple(
+        dataclasses.replace(r, status=Status.PASS) if r.id == failing[0].id else r for r in report.results) + (gone,))
+    marked = mark_changes(report, baselines_from_report(before), "baseline")
+    assert mail.subject(marked) == "[lmscan] FAIL: 3 of 4 clusters, 1 new failure, 1 resolved"
+    assert mail.should_send(marked, "changed")[0]
+    same = mark_changes(report, baselines_from_report(report), "baseline")
+    assert not mail.should_send(same, "changed")[0]
 
 
 def test_send_refuses_a_server_without_starttls(tmp_path: Path) -> None:

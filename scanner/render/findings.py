@@ -302,10 +302,6 @@ def changes(report: ScanReport) -> Changes | None:
                    compared_id=one_line(data.scan_id or ""), compared_at=one_line(data.scan_time or ""))
 
 
-def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
-
-
 # ----------------------------------------------------------------------------- other lists
 
 @dataclass(frozen=True)
