@@ -67,13 +67,20 @@ def render_digest(report: ScanReport, attachments: Sequence[Attachment] = (), *,
 def _clusters(report: ScanReport, failures: Sequence[fnd.Finding]) -> list[dict[str, Any]]:
     from scanner.render._common import VERDICT_LABELS
 
+    per_cluster: dict[str, list[fnd.Finding]] = {}
+    for f in failures:
+        per_cluster.setdefault(f.cluster.casefold(), []).append(f)
+    errors_per_cluster: dict[str, int] = {}
+    for r in report.results:
+        if r.status is Status.ERROR:
+            errors_per_cluster[r.cluster.casefold()] = errors_per_cluster.get(r.cluster.casefold(), 0) + 1
     rows: list[dict[str, Any]] = []
     for name in cluster_names(report):
         v = report.cluster_verdict(name)
-        errors = sum(1 for r in report.results if r.status is Status.ERROR and r.cluster.casefold() == name.casefold())
         if v is Status.PASS:
             continue
-        own = [f for f in failures if f.cluster.casefold() == one_line(name).casefold()]
+        errors = errors_per_cluster.get(name.casefold(), 0)
+        own = per_cluster.get(one_line(name).casefold(), [])
         rows.append({"name": one_line(name), "verdict": VERDICT_LABELS[v], "verdict_css": "fail" if v is Status.FAIL
                      else "error", "failed": fnd.severity_phrase(f.severity for f in own), "errors": errors,
                      "rank": (0 if v is Status.FAIL else 1, -max((f.severity.rank for f in own), default=-1))})

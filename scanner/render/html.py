@@ -127,6 +127,13 @@ def _view(report: ScanReport) -> dict[str, Any]:
     failures = fnd.findings(report, Status.FAIL)
     views = [finding_view(report, f, f"finding-{i}") for i, f in enumerate(failures, start=1)]
 
+    per_cluster: dict[str, list[fnd.Finding]] = {}
+    for f in failures:
+        per_cluster.setdefault(f.cluster.casefold(), []).append(f)
+    views_per_cluster: dict[str, list[dict[str, Any]]] = {}
+    for v in views:
+        views_per_cluster.setdefault(v["cluster"].casefold(), []).append(v)
+
     clusters: list[dict[str, Any]] = []
     for index, name in enumerate(cluster_names(report), start=1):
         verdict = report.cluster_verdict(name)
@@ -137,7 +144,7 @@ def _view(report: ScanReport) -> dict[str, Any]:
         collected = [n for n in nodes if n.collected]
         # Sorted as UTC text, so nodes with and without a zone still compare.
         times = sorted(stamp for n in collected if (stamp := utc_naive(n.collected_at)))
-        own = [f for f in failures if f.cluster.casefold() == one_line(name).casefold()]
+        own = per_cluster.get(one_line(name).casefold(), [])
         failed = fnd.severity_phrase(f.severity for f in own)
         has_details = counts[Status.FAIL] + counts[Status.ERROR] > 0
         clusters.append({
@@ -162,7 +169,7 @@ def _view(report: ScanReport) -> dict[str, Any]:
     for row in clusters:
         if row["anchor"] is None:
             continue
-        mine = [v for v in views if v["cluster"].casefold() == row["name"].casefold()]
+        mine = views_per_cluster.get(row["name"].casefold(), [])
         errors = _errors(report, order, by_cluster.get(row["key"], []))
         details.append({**row, "failures": mine, "errors": errors})
 
