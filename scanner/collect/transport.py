@@ -68,6 +68,8 @@ RECEIVE_WAIT_MAX = 20
 #: Connection refused/reset on Create is retried this often, after 0.25 s, 0.5 s.
 CREATE_RETRIES = 2
 RETRY_BACKOFF = 0.25
+#: Delete always gets at least this long, even after Signal used up the cleanup budget.
+DELETE_BUDGET_MIN = 3.0
 #: The watchdog cuts sockets this long after a phase's limit (requests' own timeouts are per read).
 WATCHDOG_SLACK = 0.5
 
@@ -603,6 +605,11 @@ def _cleanup(proto: Protocol, run: _Run, shell_id: str | None, command_id: str |
                     proto.cleanup_command(shell_id, command_id)
                 except Exception as exc:  # noqa: BLE001  (cleanup is best effort)
                     log.debug("%s: Signal failed: %s", run.endpoint.node, type(exc).__name__)
+            # Delete gets a budget of its own, whatever Signal used: on a scan host whose CPU is
+            # saturated, a thread can wait longer for its turn than Signal's whole budget, and a
+            # Delete never sent is a shell left open on the node.
+            run.limit = time.monotonic() + max(budget, DELETE_BUDGET_MIN)
+            run.arm()
             run.step = "Delete"
             for attempt in (1, 2):  # Delete is idempotent; one retry covers a transient failure
                 try:

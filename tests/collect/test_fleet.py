@@ -257,3 +257,54 @@ def test_outcome_kind_defaults_to_none() -> None:
 def test_bad_worker_count(workers: int) -> None:
     with pytest.raises(ValueError):
         collect_nodes([job("HV01")], "s", parse, workers=workers)
+
+
+def test_no_shell_left_open_when_the_scan_host_cpu_is_saturated() -> None:
+    """Issue 11: with CPU hogs beside a 128-worker pool, every shell is still deleted, no node is lost.
+
+    The nodes are a WS-Man endpoint in a process of its own (a real node's CPU is not the scan
+    host's); three processes burn the scan host's two cores meanwhile.
+    """
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    parent, child = ctx.Pipe()
+    server = ctx.Process(target=_serve_nodes, args=(child,), daemon=True)
+    server.start()
+    hogs = [ctx.Process(target=_burn, args=(30.0,), daemon=True) for _ in range(3)]
+    try:
+        port = parent.recv()
+        for h in hogs:
+            h.start()
+        jobs = [job(f"HV{i:03d}", url=f"http://127.0.0.1:{port}/HV{i:03d}/wsman", timeout=5.0) for i in range(300)]
+        outcomes = collect_nodes(jobs, "s", parse, workers=128)
+    finally:
+        for h in hogs:
+            h.terminate()
+        parent.send("done")
+        open_shells = parent.recv() if parent.poll(10) else -1
+        server.join(5)
+    assert len(outcomes) == len(jobs)
+    assert all((o.snapshot is None) != (o.error is None) for o in outcomes)  # collected or an error, never lost
+    assert sum(1 for o in outcomes if o.snapshot is not None) >= len(jobs) // 2
+    assert open_shells == 0
+
+
+def _serve_nodes(conn: Any) -> None:
+    from .fakewsman import FakeWSMan
+
+    srv = FakeWSMan(lambda req: Reply(stdout=snapshot_json(req.path.strip("/").split("/")[0]), delay=0.05),
+                    password=SECRET).start()
+    conn.send(srv.port)
+    conn.recv()
+    deadline = time.monotonic() + 5   # Deletes still in flight when the pool returned
+    while srv.open_shells() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    conn.send(srv.open_shells())
+    srv.stop()
+
+
+def _burn(seconds: float) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        pass
