@@ -55,13 +55,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", metavar="FILE", type=Path, help="write the results JSON here ('-': standard output)")
     s.add_argument("--out-dir", metavar="DIR", type=Path,
                    help="write report.html, junit.xml and results.json into DIR (--demo: default ./lmscan-demo)")
-    s.add_argument("--fail-on", metavar="SEVERITY", choices=SEVERITIES, default=None,
+    s.add_argument("--fail-on", metavar="SEVERITY", choices=SEVERITIES, type=str.casefold, default=None,
                    help="lowest severity whose failures make the exit code 1 "
                         "(default: $LMSCAN_FAIL_ON, the config's fail_on, else low; info never fails)")
     _add_workers_arg(s)
     s.add_argument("--save-snapshots", metavar="DIR", type=Path, help="with --inventory: keep what was collected")
     s.add_argument("--color", choices=["auto", "always", "never"], default="auto", help="colour in the summary")
     s.add_argument("-q", "--quiet", action="store_true", help="print no summary")
+    s.add_argument("--full", action="store_true",
+                   help="print every finding line in full on a terminal too (always so when output is not a terminal)")
+    s.add_argument("--severity", metavar="SEVERITY", choices=SEVERITIES, type=str.casefold,
+                   help="summary lists only findings at or above this severity (reports keep everything)")
     _add_mail_args(s)
 
     ml = sub.add_parser("mail", help="send a past run's digest and reports by e-mail",
@@ -241,7 +245,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
         for note in pipeline.waiver_notes(report, ruleset.policy, _dt.date.today()):
             _warn(note)
         if not args.quiet and not any(str(p) == STDOUT for p in outputs.values()):
-            _print_summary(report, outputs, args.color)
+            _print_summary(report, outputs, args)
     except BrokenPipeError:
         # The reader of standard output went away (``| head``, ``| true``): the verdict stands,
         # and a report that did not reach its reader is never a success.
@@ -370,11 +374,15 @@ def _use_color(mode: str, stream: TextIO) -> bool:
     return stream.isatty() and os.environ.get("TERM") != "dumb"
 
 
-def _print_summary(report: ScanReport, outputs: dict[str, Path], color_mode: str) -> None:
+def _print_summary(report: ScanReport, outputs: dict[str, Path], args: argparse.Namespace) -> None:
     from scanner.render import render_console
 
-    width = min(shutil.get_terminal_size((100, 24)).columns, 120)
-    sys.stdout.write(render_console(report, color=_use_color(color_mode, sys.stdout), width=width))
+    # A CI log keeps every character of every finding; only a terminal is fitted to its width.
+    full = args.full or not sys.stdout.isatty()
+    width = None if full else min(shutil.get_terminal_size((100, 24)).columns, 120)
+    severity = Severity(args.severity) if args.severity else None
+    sys.stdout.write(render_console(report, color=_use_color(args.color, sys.stdout), width=width,
+                                    min_severity=severity))
     for line in cli_history.summary_lines(report):
         sys.stdout.write(line + "\n")
     for fmt, path in outputs.items():

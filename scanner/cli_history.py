@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from scanner.errors import InputError
+from scanner.model import Severity
 
 if TYPE_CHECKING:
     from scanner.config import Settings
@@ -129,7 +130,11 @@ def apply_config(args: argparse.Namespace) -> Settings:
     if not args.rules and settings.rules:
         args.rules = list(settings.rules)
     if args.fail_on is None:
-        args.fail_on = os.environ.get("LMSCAN_FAIL_ON") or settings.fail_on or "low"
+        env = os.environ.get("LMSCAN_FAIL_ON", "").strip()
+        if env and env.casefold() not in {s.value for s in Severity}:
+            raise InputError("LMSCAN_FAIL_ON", f"unknown severity {env!r}; use one of "
+                             f"{', '.join(s.value for s in Severity)} (any case)")
+        args.fail_on = (env or settings.fail_on or "low").casefold()
     if args.fail_on_new is None:
         args.fail_on_new = bool(settings.fail_on_new)
     if args.workers is None and settings.workers is not None:

@@ -109,6 +109,8 @@ def load_config(path: Path) -> Settings:
         raise InputError(doc.source, "a config file is a mapping of keys (see 'lmscan config example')", "1")
     _refuse_secrets(doc, doc.data, ())
     _unknown_keys(doc, doc.data, SCHEMA, ())
+    if isinstance(doc.data.get("fail_on"), str):
+        doc.data["fail_on"] = doc.data["fail_on"].casefold()   # `fail_on: High` reads as high
     schema_check(doc, SCHEMA)
     return _settings(doc, Path(path))
 

@@ -157,6 +157,8 @@ def rules_from_list(doc: YamlDoc, items: Any, base: tuple[Any, ...], pack: str, 
         path = base + (i,)
         rid = item.get("id") if isinstance(item, dict) else None
         prefix = f"rule {rid}: " if isinstance(rid, str) else ""
+        if isinstance(item, dict) and isinstance(item.get("severity"), str):
+            item["severity"] = item["severity"].casefold()   # `severity: High` reads as high
         sub = YamlDoc(doc.source, item, {p[len(path):]: ln for p, ln in doc.lines.items() if p[:len(path)] == path})
         schema_check(sub, RULE_SCHEMA, prefix)
         assert isinstance(item, dict)

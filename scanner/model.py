@@ -41,6 +41,16 @@ class Severity(str, enum.Enum):
     def rank(self) -> int:
         return _SEVERITY_RANK[self]
 
+    @classmethod
+    def _missing_(cls, value: object) -> Severity | None:
+        """``Severity("High")`` is ``Severity.HIGH``: users write severity names in any case."""
+        if isinstance(value, str):
+            folded = value.strip().casefold()
+            for s in cls:
+                if s.value == folded:
+                    return s
+        return None
+
 
 _SEVERITY_RANK = {s: i for i, s in enumerate(Severity)}
 

@@ -240,6 +240,10 @@ def policy_from_doc(doc: YamlDoc, default: bool = False, raw: bytes | None = Non
     for w in data.get("waivers") or []:
         if isinstance(w, dict) and isinstance(w.get("expires"), _dt.date):
             w["expires"] = w["expires"].isoformat()
+    overrides = data.get("overrides")
+    for o in overrides.values() if isinstance(overrides, dict) else ():
+        if isinstance(o, dict) and isinstance(o.get("severity"), str):
+            o["severity"] = o["severity"].casefold()   # `severity: High` reads as high
     schema_check(doc, SCHEMA)
     entries = []
     for i, e in enumerate(data.get("networks") or []):

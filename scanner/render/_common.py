@@ -104,6 +104,35 @@ def counts_toward_verdict(report: ScanReport, result: Result) -> bool:
     return result.status is Status.FAIL and result.severity.rank >= floor
 
 
+def verdict_label(verdict: Status, below_fail_on: int) -> str:
+    """``FAIL``, ``INCOMPLETE`` or ``PASS``; never a bare PASS next to failures.
+
+    Failures below ``--fail-on`` do not change the verdict but are named with it, as in
+    ``PASS (2 below --fail-on)``, so a reader never sees PASS beside a non-zero FAIL count.
+    """
+    label = VERDICT_LABELS[verdict]
+    if below_fail_on and verdict is not Status.FAIL:
+        label += f" ({below_fail_on} below --fail-on)"
+    return label
+
+
+def below_fail_on(report: ScanReport, results: Iterable[Result]) -> int:
+    """How many of ``results`` are failures that do not count for the exit code."""
+    return sum(1 for r in results if r.status is Status.FAIL and not counts_toward_verdict(report, r))
+
+
+def cluster_verdict_label(report: ScanReport, name: str, results: Iterable[Result]) -> str:
+    """The verdict of cluster ``name`` as every renderer shows it (``results``: that cluster's)."""
+    return verdict_label(report.cluster_verdict(name), below_fail_on(report, results))
+
+
+def overall_verdict(report: ScanReport) -> Status:
+    """FAIL if any cluster fails, else INCOMPLETE (ERROR) if any is incomplete, else PASS."""
+    verdicts = {report.cluster_verdict(n) for n in cluster_names(report)}
+    return (Status.FAIL if Status.FAIL in verdicts else
+            Status.ERROR if Status.ERROR in verdicts else Status.PASS)
+
+
 def cluster_names(report: ScanReport) -> list[str]:
     """Clusters in report order, plus any a result names that the cluster list lacks."""
     names: list[str] = []

@@ -1,31 +1,37 @@
-"""The console summary the CLI prints after a scan: short, aligned, never wider than the terminal.
+"""The console summary the CLI prints after a scan: short and aligned on a terminal, whole in a log.
 
-Each line is built as segments of (text, style) so it can be cut to ``width`` on display
-cells (East Asian wide characters count two) before any colour is added; colour is
-plain ANSI SGR and only appears with ``color=True``.
+Each line is built as segments of (text, style). On a terminal (``width`` given) a line is
+cut to ``width`` on display cells (East Asian wide characters count two) and long lists are
+capped; for a CI log (``width=None``) every line is printed in full and nothing is left out,
+so a red pipeline says why it is red. Colour is plain ANSI SGR and only appears with ``color=True``.
 """
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections.abc import Sequence
 
-from scanner.model import ScanReport, Status
-from scanner.term import clean
+from scanner.model import Result, ScanReport, Severity, Status
 from scanner.render._common import (
     VERDICT_LABELS,
+    below_fail_on,
     cluster_names,
+    cluster_verdict_label,
     finding_key,
     group_by_cluster,
     one_line,
+    overall_verdict,
     rule_order,
     status_counts,
     target_label,
+    verdict_label,
 )
+from scanner.term import clean
 
-#: Failing and error results listed one per line before "... and N more".
+#: On a terminal: failing and error results listed one per line before "... and N more".
 MAX_FINDINGS = 15
-#: Cluster rows before the rest are summarised in one line.
+#: On a terminal: cluster rows before the rest are summarised in one line.
 MAX_CLUSTERS = 25
 MIN_WIDTH = 20
 
@@ -35,12 +41,20 @@ _STYLE = {
 }
 _VERDICT_STYLE = {Status.FAIL: "fail", Status.ERROR: "error", Status.PASS: "pass"}
 _COUNT_COLUMNS = (Status.FAIL, Status.ERROR, Status.PASS, Status.SKIP, Status.WAIVED)
+# The engine's wording for results that are errors only because a node was not collected.
+_NOT_COLLECTED = re.compile(r"\bcould (?:not )?be collected\b")
 Segment = tuple[str, str]  # (text, style name or "")
 
 
-def render_console(report: ScanReport, color: bool, width: int = 100) -> str:
-    """A compact summary: per-cluster verdicts and counts, then failures and errors, one line each."""
-    width = max(width, MIN_WIDTH)
+def render_console(report: ScanReport, color: bool, width: int | None = 100,
+                   min_severity: Severity | None = None) -> str:
+    """Per-cluster verdicts and counts, then failures and errors, one line each.
+
+    ``width=None`` prints every line in full and every finding (for logs); ``min_severity``
+    leaves out findings below it (the counts and verdicts still cover everything).
+    """
+    full = width is None
+    cap = None if full else MAX_FINDINGS
     lines: list[list[Segment]] = []
     scan = report.scan
     lines.append([("lmscan ", "bold"), (one_line(scan.tool_version), "bold"),
@@ -50,38 +64,45 @@ def render_console(report: ScanReport, color: bool, width: int = 100) -> str:
                         "a built-in default policy was used."), "warn")])
     lines.append([])
     lines.extend(_cluster_table(report, width))
-    lines.extend(_uncollected(report))
-    lines.extend(_findings(report))
+    folded, not_collected = _uncollected(report, cap)
+    lines.extend(not_collected)
+    lines.extend(_findings(report, folded, cap, min_severity))
     lines.append([])
     lines.append(_verdict_line(report))
     # Field text is made inert for a terminal here, once, before the line is cut to width.
-    return "\n".join(_render(_fit([(clean(t), s) for t, s in segments], width), color) for segments in lines) + "\n"
+    out = []
+    for segments in lines:
+        inert = [(clean(t), st) for t, st in segments]
+        out.append(_render(inert if width is None else _fit(inert, max(width, MIN_WIDTH)), color))
+    return "\n".join(out) + "\n"
 
 
-def _cluster_table(report: ScanReport, width: int) -> list[list[Segment]]:
+def _cluster_table(report: ScanReport, width: int | None) -> list[list[Segment]]:
     by_cluster = group_by_cluster(report.results)
-    rows: list[tuple[Status, str, list[int]]] = []
+    rows: list[tuple[Status, str, str, list[int]]] = []
     for name in cluster_names(report):
-        verdict = report.cluster_verdict(name)
-        tally = status_counts(by_cluster.get(name.casefold(), []))
-        rows.append((verdict, one_line(name), [tally[s] for s in _COUNT_COLUMNS]))
+        results = by_cluster.get(name.casefold(), [])
+        tally = status_counts(results)
+        rows.append((report.cluster_verdict(name), cluster_verdict_label(report, name, results),
+                     one_line(name), [tally[s] for s in _COUNT_COLUMNS]))
     rank = {Status.FAIL: 0, Status.ERROR: 1, Status.PASS: 2}
-    rows.sort(key=lambda r: (rank[r[0]], r[1].casefold()))
+    rows.sort(key=lambda r: (rank[r[0]], r[2].casefold()))
 
-    longest = max((_cells(r[1]) for r in rows), default=7)
+    longest = max((_cells(r[2]) for r in rows), default=7)
+    verdict_width = max([10] + [len(r[1]) + 2 for r in rows])
     # Narrow terminals get narrower count columns with shorter headers.
     col, heads = (7, [s.value.upper() for s in _COUNT_COLUMNS])
-    if longest + 12 + 5 * col > width:
+    if width is not None and longest + verdict_width + 2 + 5 * col > width:
         col, heads = (5, ["FAIL", "ERR", "PASS", "SKIP", "WVD"])
     numbers = "".join(f"{h:>{col}}" for h in heads)
-    name_width = max(min(longest, width - 12 - len(numbers)), 7)
-    out: list[list[Segment]] = [[(_pad("CLUSTER", name_width) + "  " + _pad("VERDICT", 10)
+    name_width = max(longest if width is None else
+                     min(longest, max(width, MIN_WIDTH) - verdict_width - 2 - len(numbers)), 7)
+    out: list[list[Segment]] = [[(_pad("CLUSTER", name_width) + "  " + _pad("VERDICT", verdict_width)
                                   + numbers, "bold")]]
-    shown = rows if len(rows) <= MAX_CLUSTERS else rows[:MAX_CLUSTERS]
-    for verdict, name, counts in shown:
-        label = VERDICT_LABELS[verdict]
+    shown = rows if width is None or len(rows) <= MAX_CLUSTERS else rows[:MAX_CLUSTERS]
+    for verdict, label, name, counts in shown:
         row: list[Segment] = [(_pad(_cut(name, name_width), name_width) + "  ", ""),
-                              (_pad(label, 10), _VERDICT_STYLE[verdict])]
+                              (_pad(label, verdict_width), _VERDICT_STYLE[verdict])]
         for n in counts:
             row.append((f"{n:>{col}}", "dim" if n == 0 else ""))
         out.append(row)
@@ -90,59 +111,100 @@ def _cluster_table(report: ScanReport, width: int) -> list[list[Segment]]:
         per_label = {label: sum(1 for r in hidden if VERDICT_LABELS[r[0]] == label)
                      for label in ("FAIL", "INCOMPLETE", "PASS")}
         out.append([(f"... and {len(hidden)} more clusters ("
-                     + ", ".join(f"{n} {label}" for label, n in per_label.items() if n) + ")",
-                     "dim")])
+                     + ", ".join(f"{n} {label}" for label, n in per_label.items() if n)
+                     + "; --full lists them)", "dim")])
     if not rows:
         out.append([("No cluster was scanned.", "dim")])
     if len(rows) > 1:
         totals = [report.summary[s.value] for s in _COUNT_COLUMNS]
-        out.append([(_pad("TOTAL", name_width + 12) + "".join(f"{n:>{col}}" for n in totals),
+        out.append([(_pad("TOTAL", name_width + 2 + verdict_width) + "".join(f"{n:>{col}}" for n in totals),
                      "bold")])
     return out
 
 
-def _uncollected(report: ScanReport) -> list[list[Segment]]:
-    missing = [(c, n) for c in report.clusters for n in c.nodes if not n.collected]
+def _uncollected(report: ScanReport, cap: int | None) -> tuple[set[str], list[list[Segment]]]:
+    """One line per node that could not be collected, with its reason and the rules it left open.
+
+    Returns the ids of the error results these lines stand for, so they are not listed again
+    one per rule: an unreachable node is one fact, not fifteen.
+    """
+    missing = {(c.name.casefold(), n.name.casefold()): (c.name, n) for c in report.clusters
+               for n in c.nodes if not n.collected}
     if not missing:
-        return []
-    out: list[list[Segment]] = [[]]
-    for c, n in missing[:MAX_FINDINGS]:
-        out.append([("NOT COLLECTED ", "error"), (f"{one_line(c.name)}/{one_line(n.name)}: ", "bold"),
-                    (one_line(n.error or "no reason was recorded"), "")])
-    if len(missing) > MAX_FINDINGS:
-        out.append([(f"... and {len(missing) - MAX_FINDINGS} more nodes not collected", "dim")])
-    return out
-
-
-def _findings(report: ScanReport) -> list[list[Segment]]:
+        return set(), []
+    clusters = {c for c, _ in missing}
+    per_node: dict[tuple[str, str], list[Result]] = {k: [] for k in missing}
+    per_cluster: dict[str, list[Result]] = {}
+    for r in report.results:
+        if r.status is not Status.ERROR or r.cluster.casefold() not in clusters:
+            continue
+        node = r.target.node or (r.target.name if r.target.kind == "node" else None)
+        key = (r.cluster.casefold(), (node or "").casefold())
+        if key in per_node:
+            per_node[key].append(r)
+        elif _NOT_COLLECTED.search(r.message):
+            per_cluster.setdefault(r.cluster.casefold(), []).append(r)
     order = rule_order(report)
-    findings = sorted((r for r in report.results if r.status in (Status.FAIL, Status.ERROR)),
-                      key=lambda r: finding_key(r, order))
-    if not findings:
-        return []
     out: list[list[Segment]] = [[]]
-    for r in findings[:MAX_FINDINGS]:
+    lines = list(per_node.items())
+    for key, results in lines[:cap]:
+        cluster, info = missing[key]
+        out.append([("NOT COLLECTED ", "error"), (f"{one_line(cluster)}/{one_line(info.name)}: ", "bold"),
+                    (one_line(info.error or "no reason was recorded"), ""),
+                    (_rules_left(results, order, "its rules"), "dim")])
+    if cap is not None and len(lines) > cap:
+        out.append([(f"... and {len(lines) - cap} more nodes not collected (--full lists them)", "dim")])
+    for results in per_cluster.values():
+        out.append([("NOT EVALUATED ", "error"), (f"{one_line(results[0].cluster)}: ", "bold"),
+                    ("cluster-wide rules need every node", ""), (_rules_left(results, order, "rules"), "dim")])
+    folded = {r.id for rs in per_node.values() for r in rs} | {r.id for rs in per_cluster.values() for r in rs}
+    return folded, out
+
+
+def _rules_left(results: Sequence[Result], order: dict[str, int], what: str) -> str:
+    if not results:
+        return ""
+    ids = sorted({r.rule for r in results}, key=lambda i: (order.get(i.casefold(), len(order)), i))
+    return f" ({len(results)} result{'s' if len(results) != 1 else ''} not evaluated, {what}: {', '.join(ids)})"
+
+
+def _findings(report: ScanReport, folded: set[str], cap: int | None,
+              min_severity: Severity | None) -> list[list[Segment]]:
+    order = rule_order(report)
+    findings = sorted((r for r in report.results
+                       if r.status in (Status.FAIL, Status.ERROR) and r.id not in folded),
+                      key=lambda r: finding_key(r, order))
+    hidden = 0
+    if min_severity is not None:
+        shown = [r for r in findings if r.severity.rank >= min_severity.rank]
+        hidden, findings = len(findings) - len(shown), shown
+    out: list[list[Segment]] = [[]] if findings or hidden else []
+    for r in findings[:cap]:
         status = r.status.value.upper()
         out.append([(f"{status:<6}", r.status.value), (f"{r.severity.value:<9}", r.severity.value),
                     (f"{one_line(r.rule):<8}", "bold"),
                     (f"{one_line(r.cluster)} {target_label(r.target)}: ", ""),
                     (one_line(r.message), "dim")])
-    if len(findings) > MAX_FINDINGS:
-        out.append([((f"... and {len(findings) - MAX_FINDINGS} more failures and errors "
-                      "(see the HTML or JSON report)"), "dim")])
+    if cap is not None and len(findings) > cap:
+        out.append([((f"... and {len(findings) - cap} more failures and errors "
+                      "(--full prints them all; or see the HTML or JSON report)"), "dim")])
+    if hidden:
+        assert min_severity is not None
+        out.append([(f"{hidden} finding{'s' if hidden != 1 else ''} below --severity "
+                     f"{min_severity.value} not shown", "dim")])
     return out
 
 
 def _verdict_line(report: ScanReport) -> list[Segment]:
-    verdicts = [report.cluster_verdict(n) for n in cluster_names(report)]
-    overall = (Status.FAIL if Status.FAIL in verdicts else
-               Status.ERROR if Status.ERROR in verdicts else Status.PASS)
+    overall = overall_verdict(report)
+    n_clusters = len(cluster_names(report))
     counting = len(report.counting_failures())
     errors = report.summary["error"]
-    return [("Verdict: ", "bold"), (VERDICT_LABELS[overall], _VERDICT_STYLE[overall]),
+    return [("Verdict: ", "bold"),
+            (verdict_label(overall, below_fail_on(report, report.results)), _VERDICT_STYLE[overall]),
             ((f"  {counting} failure{'s' if counting != 1 else ''} at or above "
               f"{report.scan.fail_on.value}, {errors} not evaluated, "
-              f"{len(verdicts)} cluster{'s' if len(verdicts) != 1 else ''}"), "")]
+              f"{n_clusters} cluster{'s' if n_clusters != 1 else ''}"), "")]
 
 
 # -- layout on display cells ---------------------------------------------------------------

@@ -22,9 +22,11 @@ from scanner.render._common import (
     cluster_names,
     counts_toward_verdict,
     one_line,
+    overall_verdict,
     result_key,
     rule_order,
     target_label,
+    verdict_label,
 )
 
 #: Target kinds whose results merge into one finding when only the target's name differs.
@@ -250,6 +252,8 @@ def verdict(report: ScanReport) -> Verdict:
     if counted:
         parts.append(f"{len(counted)} failed check{'s' if len(counted) != 1 else ''} ({by_sev}).")
     below = sum(1 for r in report.results if r.status is Status.FAIL) - len(counted)
+    if n:   # never a bare PASS next to failures: "PASS (2 below --fail-on)"
+        label = verdict_label(overall_verdict(report), below)
     if below:
         parts.append(f"{below} failure{'s' if below != 1 else ''} of lower severity "
                      f"{'are' if below != 1 else 'is'} listed but {'do' if below != 1 else 'does'} not count "

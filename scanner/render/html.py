@@ -26,9 +26,9 @@ from scanner.model import Result, ScanReport, Status
 from scanner.render import findings as fnd
 from scanner.render.changes_view import since_view
 from scanner.render._common import (
-    VERDICT_LABELS,
     clean,
     cluster_names,
+    cluster_verdict_label,
     display_time,
     duration_seconds,
     group_by_cluster,
@@ -154,7 +154,7 @@ def _view(report: ScanReport) -> dict[str, Any]:
             "os": _short_os(info.os) if info else "",
             "nodes_collected": len(collected),
             "nodes_total": len(nodes),
-            "verdict": VERDICT_LABELS[verdict],
+            "verdict": cluster_verdict_label(report, name, results),
             "verdict_css": _VERDICT_CSS[verdict],
             "rank": _VERDICT_RANK[verdict],
             "failed": failed,
