@@ -97,3 +97,9 @@ def test_html_verdict_never_reads_pass_next_to_failures(tmp_path: Path) -> None:
     html = out.read_text(encoding="utf-8")
     assert "PASS (8 below --fail-on)" in html
     assert not re.search(r">PASS<", html)
+
+
+def test_an_unknown_severity_in_the_environment_is_bad_input() -> None:
+    p = lmscan("scan", "--demo", "-q", env={"LMSCAN_FAIL_ON": "urgent"})
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    assert p.stderr.startswith("lmscan: error: LMSCAN_FAIL_ON") and "'urgent'" in p.stderr
