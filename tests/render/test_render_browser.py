@@ -9,11 +9,13 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from scanner.model import Status
 from scanner.render.html import render_html
 
 from .conftest import HOSTILE_NAME, build_sample
@@ -96,12 +98,13 @@ def test_report_fits_a_narrow_window(browser: Any, report_file: Path) -> None:
 
 # ----------------------------------------------------------------------------- widths, order, print
 
-WIDTHS = (390, 800, 1400)
+WIDTHS = (320, 390, 800, 1400)
 
 
 @pytest.fixture(scope="module")
 def pages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The demo's full report and its mail digest, as files a browser opens."""
+    from scanner.changes import baselines_from_report, mark_changes
     from scanner.pipeline import run_scan
     from scanner.render.digest import render_digest
 
@@ -110,11 +113,17 @@ def pages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     out = tmp_path_factory.mktemp("pages")
     (out / "report.html").write_bytes(render_html(report))
     (out / "digest.html").write_text(render_digest(report)[0], encoding="utf-8")
-    return {"report": out / "report.html", "digest": out / "digest.html"}
+    # With a history: the "since the last run" part and change marks must fit a phone too.
+    failing = [r for r in report.results if r.status is Status.FAIL]
+    before = replace(report, results=tuple(replace(r, status=Status.PASS) if r is failing[1] else r
+                                           for r in report.results) + (replace(failing[2], id="gone"),))
+    marked = mark_changes(report, baselines_from_report(before), "baseline")
+    (out / "history.html").write_bytes(render_html(marked))
+    return {"report": out / "report.html", "digest": out / "digest.html", "history": out / "history.html"}
 
 
 @pytest.mark.parametrize("width", WIDTHS)
-@pytest.mark.parametrize("name", ["report", "digest"])
+@pytest.mark.parametrize("name", ["report", "digest", "history"])
 def test_fits_the_width_offline_most_severe_first(browser: Any, pages: dict[str, Path], name: str,
                                                   width: int) -> None:
     page, seen = _open(browser, pages[name], width)
