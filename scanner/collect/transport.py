@@ -48,6 +48,7 @@ from winrm.exceptions import (
 )
 from winrm.protocol import Protocol
 
+from scanner.collect.kerberos import KerberosError
 from scanner.collect.wsman import FastProtocol
 from scanner.errors import CollectionError
 
@@ -98,6 +99,12 @@ class Endpoint:
     cert_key_pem: str | None = None
     timeout: float = 120.0
     allow_unencrypted: bool = False
+    #: Kerberos: the client principal (selects the ticket, or the keytab's key) and its keytab.
+    principal: str | None = None
+    keytab: str | None = None
+    #: Kerberos: the service principal's class, or the whole SPN when WinRM answers under another name.
+    service: str = "HTTP"
+    spn: str | None = None
 
 
 @dataclass(frozen=True)
@@ -397,10 +404,32 @@ class _Transport(winrm_transport.Transport):
 
     def build_session(self) -> requests.Session:
         if self.session is None:
-            super().build_session()
+            if self.auth_method == "kerberos":
+                self._kerberos_session()
+            else:
+                super().build_session()
             assert self.session is not None
             self._instrument(self.session)
         return self.session
+
+    def _kerberos_session(self) -> None:
+        """Kerberos through python-gssapi (scanner.collect.kerberos) instead of pywinrm's pykerberos;
+        pywinrm's MS-WSMV encryption is kept: it calls the auth's wrap_winrm/unwrap_winrm."""
+        from scanner.collect import kerberos
+
+        ep = self.run.endpoint
+        session = requests.Session()
+        self._instrument(session)
+        if self.server_cert_validation == "validate":
+            session.verify = self.ca_trust_path or True
+        else:
+            session.verify = False
+        spn = kerberos.service_principal(urlsplit(self.endpoint).hostname or "", ep.service, ep.spn)
+        session.auth = kerberos.WinRMKerberosAuth(kerberos.credentials(ep.principal, ep.keytab), spn)
+        session.headers.update(self.default_headers)
+        self.session = session
+        if not self.endpoint.lower().startswith("https"):
+            self.setup_encryption(session)
 
     def setup_encryption(self, session: requests.Session) -> None:
         # pywinrm sends its first (empty) request from here, before build_session returns.
@@ -448,8 +477,15 @@ def _config_problem(ep: Endpoint) -> str | None:
             return f"{ep.transport} authentication needs a username"
         if ep.password is None:
             return f"{ep.transport} authentication needs a password"
-    if ep.transport == "kerberos" and not winrm_transport.HAVE_KERBEROS:
-        return "kerberos needs pywinrm's kerberos extra (pip install 'pywinrm[kerberos]') and a ticket from kinit"
+    if ep.transport == "kerberos":
+        from scanner.collect import kerberos
+
+        if not kerberos.available():
+            return f"kerberos needs python-gssapi: {kerberos.INSTALL_HINT}"
+        if ep.keytab and not ep.principal:
+            return "a keytab needs principal: (the account the keytab was made for)"
+        if ep.keytab and not os.path.isfile(ep.keytab):
+            return f"keytab not found: {ep.keytab}"
     if ep.transport == "credssp" and not winrm_transport.HAVE_CREDSSP:
         return "credssp needs pywinrm's credssp extra (pip install 'pywinrm[credssp]')"
     if ep.ca_bundle and not os.path.exists(ep.ca_bundle):
@@ -681,7 +717,8 @@ def _classify(exc: BaseException, run: _Run) -> NodeError:
     url = redact(ep.url, ep)
     timeout = _secs(ep.timeout)
     kind, reason, with_elapsed = _describe(exc, run, step, url, timeout)
-    return NodeError(ep.node, kind, _one_line(redact(reason, ep), 240), elapsed if with_elapsed else None)
+    limit = 400 if kind == "auth" else 240  # a Kerberos line carries its fix
+    return NodeError(ep.node, kind, _one_line(redact(reason, ep), limit), elapsed if with_elapsed else None)
 
 
 def _describe(exc: BaseException, run: _Run, step: str, url: str, timeout: str) -> tuple[str, str, bool]:
@@ -709,6 +746,9 @@ def _describe(exc: BaseException, run: _Run, step: str, url: str, timeout: str) 
         if step == "Receive" and run.poll_clamped:
             return "timeout", f"command did not finish within {timeout} s", False
         return "timeout", no_answer, False
+    kerberos_error = next((c for c in causes if isinstance(c, KerberosError)), None)
+    if kerberos_error is not None:
+        return "auth", f"Kerberos: {kerberos_error}", False
     if isinstance(exc, AuthenticationError):
         return "auth", f"authentication failed ({ep.transport})", True
     if any(type(c).__module__.startswith(("spnego", "requests_ntlm", "requests_credssp", "winrm.vendor"))

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from .fakewsman import FakeWSMan
+from .kdc import KDC, missing_tools
 
 #: A password unique enough that finding it anywhere in output means it leaked.
 SECRET = "Pw-7f3a9c-Uniq!e"
@@ -89,3 +90,46 @@ class TLS:
 @pytest.fixture(scope="session")
 def tls(tmp_path_factory: pytest.TempPathFactory) -> TLS:
     return TLS(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture(scope="session")
+def kdc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KDC]:
+    """One MIT KDC on loopback for the session, its krb5.conf in KRB5_CONFIG while it runs.
+    Skips where the KDC programs or python-gssapi are missing, but fails when CI is set."""
+    import importlib.util
+    import os
+
+    missing = missing_tools()
+    if importlib.util.find_spec("gssapi") is None:
+        missing.append("python-gssapi (pip install -e '.[test]')")
+    if missing:
+        reason = (f"Kerberos tests need {', '.join(missing)} (Debian: apt-get install krb5-kdc krb5-admin-server "
+                  "krb5-user libkrb5-dev; scripts/run-tests installs them)")
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    realm = KDC(tmp_path_factory.mktemp("kdc")).create()
+    saved = os.environ.get("KRB5_CONFIG")
+    os.environ["KRB5_CONFIG"] = str(realm.krb5_conf)
+    try:
+        yield realm
+    finally:
+        realm.stop()
+        if saved is None:
+            os.environ.pop("KRB5_CONFIG", None)
+        else:
+            os.environ["KRB5_CONFIG"] = saved
+
+
+@pytest.fixture
+def krb(kdc: KDC, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[KDC]:
+    """The session's KDC, with this test's own (empty) default ticket cache and no keytab
+    credentials left over from earlier tests."""
+    from scanner.collect import kerberos
+
+    monkeypatch.setenv("KRB5CCNAME", f"FILE:{tmp_path / 'user-ccache'}")
+    kerberos.forget_credentials()
+    if kdc.proc is None:
+        kdc.start()
+    yield kdc
+    kerberos.forget_credentials()

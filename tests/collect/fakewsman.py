@@ -5,8 +5,10 @@ Receive, Signal and Delete with MS-WSMV envelopes and RelatesTo, SOAP faults (HT
 WSManFault code), the OperationTimeout fault 2150858793 when a Receive has no output in time,
 codepage emulation, output split over several Receives, cmd.exe's 8191-character limit, and
 decoding of the ``-EncodedCommand`` bootstrap and of stdin. Authentication: Basic, NTLM with
-pyspnego as the acceptor (including MS-WSMV message encryption over HTTP), or a TLS client
-certificate. HTTPS with any server certificate the test supplies.
+pyspnego as the acceptor, Kerberos with python-gssapi as the acceptor (its service keytab from the
+test's KDC; channel binding checked when given the server certificate), both with MS-WSMV message
+encryption over HTTP, or a TLS client certificate. HTTPS with any server certificate the test
+supplies.
 
 No PowerShell runs: a *handler* decides what each command "prints"::
 
@@ -245,8 +247,10 @@ class FakeWSMan:
         intercept: Callable[[str, str], Action | None] | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
+        keytab: str | None = None,
+        binding_cert: bytes | None = None,
     ) -> None:
-        if auth not in ("basic", "ntlm", "certificate"):
+        if auth not in ("basic", "ntlm", "certificate", "kerberos"):
             raise ValueError(f"unsupported auth {auth!r}")
         outcome = Reply() if handler is None else handler
         if callable(outcome):
@@ -260,6 +264,9 @@ class FakeWSMan:
         self.ssl_context = ssl_context
         self.chunk_size = chunk_size
         self.intercept = intercept
+        self.keytab = keytab  # kerberos: the HTTP/<host> service keytab
+        self.binding_cert = binding_cert  # kerberos over https: demand channel binding to this DER cert
+        self.auth_failures: list[str] = []
         self.shells: dict[str, _Shell] = {}
         self.commands: list[CommandRequest] = []
         self.log: list[LogEntry] = []
@@ -284,7 +291,8 @@ class FakeWSMan:
     @property
     def url(self) -> str:
         scheme = "https" if self.ssl_context else "http"
-        return f"{scheme}://127.0.0.1:{self.port}/wsman"
+        host = "localhost" if self.auth == "kerberos" else "127.0.0.1"  # Kerberos needs a name with an SPN
+        return f"{scheme}://{host}:{self.port}/wsman"
 
     def url_for(self, path: str) -> str:
         """A URL with its own path: one server, many "virtual" nodes (see ``CommandRequest.path``)."""
@@ -397,6 +405,8 @@ class _RequestHandler(BaseHTTPRequestHandler):
             self.conn_no = fake.connections
             fake._live.add(self.request)
         self.ntlm: Any = None
+        self.gss: Any = None
+        self.auth_headers: list[tuple[str, str]] = []
         self.user: str | None = None
         super().setup()
 
@@ -421,7 +431,8 @@ class _RequestHandler(BaseHTTPRequestHandler):
                  f"Content-Length: {len(body) if declared_length is None else declared_length}"]
         if content_type and (body or declared_length):
             lines.append(f"Content-Type: {content_type}")
-        lines += [f"{k}: {v}" for k, v in headers]
+        lines += [f"{k}: {v}" for k, v in [*self.auth_headers, *headers]]
+        self.auth_headers = []
         self.wfile.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
 
     def do_POST(self) -> None:
@@ -476,7 +487,50 @@ class _RequestHandler(BaseHTTPRequestHandler):
                 return True
             self._send(401)
             return False
+        if fake.auth == "kerberos":
+            return self._kerberos_step(header)
         return self._ntlm_step(header)
+
+    def _kerberos_step(self, header: str) -> bool:
+        """Accept a raw Kerberos AP-REQ under Negotiate, as WinRM does; the AP-REP goes back with
+        the answer to the same request (mutual authentication)."""
+        import gssapi
+        from gssapi.raw import ChannelBindings, GSSError
+
+        fake = self.server.fake
+        scheme, _, token = header.partition(" ")
+        if self.gss is not None and self.gss.complete and not token:
+            return True  # the connection stays authenticated
+        if scheme.lower() not in ("negotiate", "kerberos") or not token:
+            self.gss = None
+            self._send(401, headers=[("WWW-Authenticate", "Negotiate"), ("WWW-Authenticate", "Kerberos")])
+            return False
+        bindings = None
+        if fake.binding_cert is not None:
+            import hashlib
+
+            digest = hashlib.sha256(fake.binding_cert).digest()
+            bindings = ChannelBindings(application_data=b"tls-server-end-point:" + digest)
+        assert fake.keytab, "FakeWSMan(auth='kerberos') needs keytab="
+        out = None
+        try:
+            creds = gssapi.Credentials(usage="accept", store={"keytab": fake.keytab})
+            ctx = gssapi.SecurityContext(creds=creds, usage="accept", channel_bindings=bindings)
+            out = ctx.step(base64.b64decode(token))
+            _ = ctx.complete  # python-gssapi raises a refusal here, after handing out the error token
+        except GSSError as exc:
+            with fake.lock:
+                fake.auth_failures.append(str(exc.gen_message()))
+            self.gss = None
+            # MIT, like Windows, answers a refused AP-REQ with a KRB-ERROR token the client can read
+            error_token = " " + base64.b64encode(out).decode() if out else ""
+            self._send(401, headers=[("WWW-Authenticate", "Negotiate" + error_token)])
+            return False
+        self.gss = ctx
+        self.user = str(ctx.initiator_name)
+        if out:
+            self.auth_headers = [("WWW-Authenticate", "Negotiate " + base64.b64encode(out).decode())]
+        return True
 
     def _ntlm_step(self, header: str) -> bool:
         import spnego
@@ -502,7 +556,8 @@ class _RequestHandler(BaseHTTPRequestHandler):
         self.user = str(self.ntlm.client_principal)
         return True
 
-    # MS-WSMV message encryption (pywinrm winrm/encryption.py, NTLM flavour)
+    # MS-WSMV message encryption (pywinrm winrm/encryption.py): NTLM, or Kerberos with GSS IOV
+    # buffers (header, data, padding) as Windows lays them out
 
     def _decrypt(self, raw: bytes) -> bytes:
         parts = [p for p in raw.split(BOUNDARY + b"\r\n") if p]
@@ -511,17 +566,33 @@ class _RequestHandler(BaseHTTPRequestHandler):
         payload = payload.removesuffix(BOUNDARY + b"--\r\n")
         data = payload.replace(b"\tContent-Type: application/octet-stream\r\n", b"", 1)
         sig_len = struct.unpack("<i", data[:4])[0]
-        message = self.ntlm.unwrap(data[4:4 + sig_len] + data[4 + sig_len:]).data
+        signature, sealed = data[4:4 + sig_len], data[4 + sig_len:]
+        if self.gss is not None:
+            from gssapi.raw import IOV, IOVBufferType, unwrap_iov
+
+            iov = IOV((IOVBufferType.header, False, signature), sealed, IOVBufferType.data, std_layout=False)
+            unwrap_iov(self.gss, iov)
+            message = iov[1].value or b""
+        else:
+            message = self.ntlm.unwrap(signature + sealed).data
         if len(message) != expected:
             raise ValueError("encrypted length mismatch")
         return bytes(message)
 
     def _encrypt(self, message: bytes) -> bytes:
-        wrapped = bytes(self.ntlm.wrap(message, encrypt=True).data)
+        if self.gss is not None:
+            from gssapi.raw import IOV, IOVBufferType, wrap_iov
+
+            iov = IOV(IOVBufferType.header, message, IOVBufferType.padding, std_layout=False)
+            wrap_iov(self.gss, iov, confidential=True)
+            signature, sealed = iov[0].value or b"", (iov[1].value or b"") + (iov[2].value or b"")
+        else:
+            wrapped = bytes(self.ntlm.wrap(message, encrypt=True).data)
+            signature, sealed = wrapped[:16], wrapped[16:]
         return (BOUNDARY + b"\r\n\tContent-Type: " + SPNEGO_ENC.encode() + b"\r\n"
                 b"\tOriginalContent: type=application/soap+xml;charset=UTF-8;Length=" + str(len(message)).encode()
                 + b"\r\n" + BOUNDARY + b"\r\n\tContent-Type: application/octet-stream\r\n"
-                + struct.pack("<i", 16) + wrapped[:16] + wrapped[16:] + BOUNDARY + b"--\r\n")
+                + struct.pack("<i", len(signature)) + signature + sealed + BOUNDARY + b"--\r\n")
 
     # WinRS
 
