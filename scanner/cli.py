@@ -77,7 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("collect", help="collect snapshots over WinRM without evaluating")
     c.add_argument("--inventory", metavar="FILE", type=Path, required=True)
-    c.add_argument("--out", metavar="DIR", type=Path, required=True, help="one snapshot file per node goes here")
+    c.add_argument("--out", metavar="DIR", type=Path, help="one snapshot file per node goes here")
+    c.add_argument("--check-auth", action="store_true",
+                   help="only authenticate to every node (open and delete a shell; nothing runs) and print a table")
     _add_workers_arg(c)
 
     sub.add_parser("collector-script", help="print the PowerShell collector (run it on a node: "
@@ -396,12 +398,26 @@ def _collect(args: argparse.Namespace, save_dir: Path | None) -> tuple[list[Node
     from scanner.collect.progress import Progress
 
     inventory = load_inventory(args.inventory, prompt=_prompt if sys.stdin.isatty() else None)
-    for w in inventory.warnings:
-        _warn(w)
+    for w in (*inventory.warnings, inventory.ntlm_notice()):
+        if w:
+            _warn(w)
     progress = Progress(sys.stderr, sys.stderr.isatty())   # the pool closes it with its summary line
     outcomes = collect_inventory(inventory, workers=args.workers, progress=progress, save_dir=save_dir)
     interrupted = any(o.error and "interrupted" in o.error for o in outcomes)
     return list(outcomes), interrupted
+
+
+def _check_auth(args: argparse.Namespace) -> int:
+    from scanner.collect.checkauth import check_inventory, render_table
+    from scanner.collect.inventory import load_inventory
+
+    inventory = load_inventory(args.inventory, prompt=_prompt if sys.stdin.isatty() else None)
+    for w in (*inventory.warnings, inventory.ntlm_notice()):
+        if w:
+            _warn(w)
+    checks = check_inventory(inventory, workers=args.workers)
+    sys.stdout.write(clean(render_table(checks), multiline=True))
+    return EXIT_OK if all(c.error is None for c in checks) else EXIT_INCOMPLETE
 
 
 def _prompt(text: str) -> str:
@@ -430,6 +446,10 @@ def _without_node(node: str, error: str | None) -> str:
 
 
 def cmd_collect(args: argparse.Namespace) -> int:
+    if args.check_auth:
+        return _check_auth(args)
+    if args.out is None:
+        raise InputError("lmscan collect", "--out DIR is required (or --check-auth)")
     if args.out.exists() and not args.out.is_dir():
         raise InputError(args.out, "--out must be a directory")
     outcomes, interrupted = _collect(args, args.out)

@@ -55,6 +55,13 @@ _SETTINGS: dict[str, Any] = {
     "ca_bundle": _PATH,
     "cert_pem": _PATH,
     "cert_key_pem": _PATH,
+    "principal": {"type": "string", "pattern": r"^[^\s@]+(@[^\s@]+)?$",
+                  "x-message": "must be a Kerberos principal like svc-lmscan@CONTOSO.COM"},
+    "keytab": _PATH,
+    "service": {"type": "string", "pattern": r"^[A-Za-z][A-Za-z0-9_-]*$",
+                "x-message": "must be a service class like HTTP or WSMAN"},
+    "spn": {"type": "string", "pattern": r"^[^\s/@]+/[^\s/@]+(@[^\s@]+)?$",
+            "x-message": "must be a service principal name like HTTP/hv01.contoso.com"},
     "timeout": {"type": "number", "exclusiveMinimum": 0, "maximum": 86400,
                 "x-message": "must be a number of seconds above 0 (at most 86400)"},
 }
@@ -136,6 +143,17 @@ class Inventory:
     source: str
     clusters: tuple[ClusterPlan, ...]
     warnings: tuple[str, ...] = ()
+    #: Nodes (and discovery endpoints) that authenticate with NTLM, named in a notice.
+    ntlm_nodes: tuple[str, ...] = ()
+
+    def ntlm_notice(self) -> str | None:
+        """One line saying NTLM is deprecated, when any node uses it."""
+        nodes = self.ntlm_nodes
+        if not nodes:
+            return None
+        shown = ", ".join(nodes[:3]) + (f" and {len(nodes) - 3} more" if len(nodes) > 3 else "")
+        return (f"NTLM is deprecated by Microsoft and blocked in hardened domains; {len(nodes)} node(s) use it "
+                f"({shown}): use Kerberos (principal: and keytab:, or kinit; see the README's Kerberos section)")
 
     def jobs(self) -> list[NodeJob]:
         """One job per explicitly listed node, in inventory order."""
@@ -218,6 +236,8 @@ class _Builder:
         self.prompt = prompt
         self.secrets: dict[tuple[str, ...], str] = {}
         self.risks: dict[tuple[str, PathT], list[str]] = {}
+        self.ntlm_nodes: list[str] = []
+        self._ticket: bool | None = None
 
     def error(self, path: PathT, problem: str) -> InputError:
         return self.doc.error(list(path), problem)
@@ -263,7 +283,7 @@ class _Builder:
                 port = self.value(settings, "port", DEFAULT_PORTS[scheme])
                 template = self.endpoint(f"members of {name}", wsman_url(scheme, "member", port), settings, cpath)
                 plans.append(ClusterPlan(name, (), Discovery(name, endpoint, scheme, port, template)))
-        return Inventory(self.source, tuple(plans), tuple(self.warnings()))
+        return Inventory(self.source, tuple(plans), tuple(self.warnings()), tuple(self.ntlm_nodes))
 
     def validate(self, data: Any) -> None:
         if not isinstance(data, dict):
@@ -319,7 +339,7 @@ class _Builder:
     def endpoint(self, name: str, url: str, settings: dict[str, tuple[Any, PathT]], npath: PathT) -> Endpoint:
         """Check one node's effective settings and build its :class:`Endpoint`."""
         scheme = urlsplit(url).scheme.lower()
-        transport = self.value(settings, "transport", "ntlm")
+        transport = self.value(settings, "transport", None) or self.default_transport(settings)
         tpath = settings.get("transport", (None, npath))[1]
         allow_unencrypted = self.value(settings, "allow_unencrypted", False)
         verify_tls = self.value(settings, "verify_tls", True)
@@ -342,14 +362,51 @@ class _Builder:
         password = None
         if transport in NEEDS_PASSWORD:
             if username is None:
-                raise self.error(npath, f"{name}: {transport} authentication needs a 'username'")
+                hint = "" if "transport" in settings else (" (no 'transport' is given, no principal and no Kerberos "
+                                                           "ticket, so NTLM is used; for Kerberos set 'principal' "
+                                                           "and 'keytab', or run kinit first)")
+                raise self.error(npath, f"{name}: {transport} authentication needs a 'username'{hint}")
             password = self.password(settings, username, npath, name)
+        if transport == "ntlm":
+            self.ntlm_nodes.append(name)
+        principal, keytab = self.value(settings, "principal", None), None
+        if transport == "kerberos" and "keytab" in settings:
+            if principal is None:
+                raise self.error(settings["keytab"][1], f"{name}: a keytab needs 'principal' (the account it was "
+                                 "made for, like svc-lmscan@CONTOSO.COM)")
+            keytab = self.keytab(settings["keytab"][0], settings["keytab"][1])
         return Endpoint(
             node=name, url=url, transport=transport, username=username, password=password,
             verify_tls=verify_tls, ca_bundle=self.file(settings, "ca_bundle"),
             cert_pem=self.file(settings, "cert_pem"), cert_key_pem=self.file(settings, "cert_key_pem"),
             timeout=float(self.value(settings, "timeout", DEFAULT_TIMEOUT)), allow_unencrypted=allow_unencrypted,
+            principal=principal if transport == "kerberos" else None, keytab=keytab,
+            service=self.value(settings, "service", "HTTP"), spn=self.value(settings, "spn", None),
         )
+
+    def default_transport(self, settings: Mapping[str, tuple[Any, PathT]]) -> str:
+        """Kerberos when a principal is given or the environment has a ticket; NTLM otherwise."""
+        if "principal" in settings:
+            return "kerberos"
+        if self._ticket is None:
+            from scanner.collect import kerberos
+
+            self._ticket = kerberos.ticket_cache_available()
+        return "kerberos" if self._ticket else "ntlm"
+
+    def keytab(self, value: str, where: PathT) -> str:
+        """A keytab path, checked like a password file: it exists and only its owner can read it."""
+        p = self.resolve_path(value)
+        try:
+            st = p.stat()
+        except OSError as exc:
+            raise self.error(where, f"cannot read keytab {p}: {exc.strerror}") from None
+        if not stat.S_ISREG(st.st_mode):
+            raise self.error(where, f"keytab {p} is not a file")
+        if os.name != "nt" and st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise self.error(where, f"keytab {p} can be read by other users (it holds the account's keys); "
+                             f"restrict it with: chmod 600 {p}")
+        return str(p)
 
     def resolve_path(self, value: str) -> Path:
         p = Path(value).expanduser()

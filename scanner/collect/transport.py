@@ -587,6 +587,34 @@ def run_powershell(endpoint: Endpoint, script: str) -> RunOutput:
     return RunOutput(stdout=stdout, stderr=stderr, exit_code=code, requests=run.requests, elapsed=run.elapsed())
 
 
+def check_auth(endpoint: Endpoint) -> float:
+    """Authenticate and open a shell, then delete it; no command runs. Returns the seconds taken;
+    raises :class:`NodeError` like :func:`run_powershell`. Opening a shell proves the credentials
+    and the account's right to use WinRM (Remote Management Users), which a bare Identify would not."""
+    problem = _config_problem(endpoint)
+    if problem:
+        raise NodeError(endpoint.node, "config", problem)
+    run = _Run(endpoint)
+    _local.run = run
+    proto: Protocol | None = None
+    shell_id: str | None = None
+    try:
+        run.arm()
+        try:
+            proto = _protocol(endpoint, run)
+            shell_id = _open_shell(proto, run)
+        except NodeError:
+            raise
+        except Exception as exc:  # noqa: BLE001  (one line per failure, as for a run)
+            raise _classify(exc, run) from None
+    finally:
+        run.disarm()
+        if proto is not None:
+            _cleanup(proto, run, shell_id, None)
+        _local.run = None
+    return run.elapsed()
+
+
 def _open_shell(proto: Protocol, run: _Run) -> str:
     """Create the shell; retry only refused/reset connections (nothing ran yet), with backoff."""
     for attempt in range(CREATE_RETRIES + 1):

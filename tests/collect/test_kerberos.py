@@ -6,15 +6,21 @@ below is produced by the KDC or the GSSAPI library for real, not simulated.
 
 from __future__ import annotations
 
+import re
 import ssl
+import textwrap
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from scanner.cli import main
 from scanner.collect import kerberos
+from scanner.collect.inventory import load_inventory
 from scanner.collect.transport import Endpoint, NodeError, run_powershell
+from scanner.errors import InputError
 
+from .conftest import SECRET
 from .fakewsman import FakeWSMan, Reply
 from .kdc import CLIENT, KDC, REALM, skew_ccache
 
@@ -162,3 +168,101 @@ def test_read_keytab_lists_principals_and_types(krb: KDC) -> None:
     entries = kerberos.read_keytab(str(krb.client_keytab))
     assert {e.principal for e in entries} == {PRINCIPAL}
     assert {e.enctype for e in entries} == {"aes256-cts-hmac-sha1-96", "aes128-cts-hmac-sha1-96"}
+
+
+# --- the inventory and the CLI ---------------------------------------------------------------
+
+
+def write_inventory(tmp_path: Path, body: str) -> Path:
+    path = tmp_path / "inventory.yaml"
+    path.write_text("lmscan_inventory: 1\n" + textwrap.dedent(body))
+    return path
+
+
+def test_inventory_principal_and_keytab_make_kerberos_the_default(krb: KDC, tmp_path: Path) -> None:
+    path = write_inventory(tmp_path, f"""\
+        defaults: {{principal: {PRINCIPAL}, keytab: {krb.client_keytab}, scheme: http}}
+        clusters:
+          - name: C1
+            nodes: [hv01.contoso.com, {{name: hv02, spn: HTTP/hv02-alias.contoso.com}}]
+        """)
+    inv = load_inventory(path, environ={})
+    first, second = (j.endpoint for j in inv.jobs())
+    assert (first.transport, first.principal, first.keytab, first.spn) == (
+        "kerberos", PRINCIPAL, str(krb.client_keytab), None)
+    assert second.spn == "HTTP/hv02-alias.contoso.com"
+    assert inv.ntlm_notice() is None
+
+
+def test_inventory_refuses_a_keytab_others_can_read(krb: KDC, tmp_path: Path) -> None:
+    keytab = tmp_path / "open.keytab"
+    keytab.write_bytes(krb.client_keytab.read_bytes())
+    keytab.chmod(0o644)
+    path = write_inventory(tmp_path, f"""\
+        clusters:
+          - name: C1
+            principal: {PRINCIPAL}
+            keytab: {keytab}
+            nodes: [hv01]
+        """)
+    with pytest.raises(InputError) as caught:
+        load_inventory(path, environ={})
+    assert f"inventory.yaml:5: clusters[0].keytab: keytab {keytab} can be read by other users" in str(caught.value)
+    assert f"chmod 600 {keytab}" in str(caught.value)
+
+
+def test_default_transport_follows_the_ticket_cache(krb: KDC, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write_inventory(tmp_path, """\
+        clusters:
+          - name: C1
+            username: CONTOSO\\\\svc
+            password_env: LM_PW
+            nodes: [hv01, hv02, hv03, hv04]
+        """)
+    without = load_inventory(path, environ={"LM_PW": "x"})
+    assert {j.endpoint.transport for j in without.jobs()} == {"ntlm"}
+    notice = without.ntlm_notice()
+    assert notice and "NTLM is deprecated" in notice and "4 node(s)" in notice and "hv01, hv02, hv03 and 1 more" in notice
+    monkeypatch.setenv("KRB5CCNAME", f"FILE:{krb.kinit(tmp_path / 'cache')}")
+    with_ticket = load_inventory(path, environ={})  # no password needed, none asked for
+    assert {j.endpoint.transport for j in with_ticket.jobs()} == {"kerberos"}
+    assert with_ticket.ntlm_notice() is None
+
+
+def test_check_auth_prints_a_table(wsman: Callable[..., FakeWSMan], krb: KDC, tmp_path: Path,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    good = served(wsman, krb)
+    ntlm = wsman(auth="ntlm", username="CONTOSO\\svc")
+    (tmp_path / "pw").write_text(SECRET)
+    (tmp_path / "pw").chmod(0o600)
+    path = write_inventory(tmp_path, f"""\
+        defaults: {{principal: {PRINCIPAL}, keytab: {krb.client_keytab}, timeout: 20}}
+        clusters:
+          - name: C1
+            nodes:
+              - {{name: hv01, endpoint: "{good.url}"}}
+              - {{name: hv02, endpoint: "{good.url}", spn: HTTP/hv02.lmscan.test}}
+              - {{name: hv03, endpoint: "{ntlm.url}", transport: ntlm, username: CONTOSO\\svc, password_file: pw}}
+        """)
+    code = main(["collect", "--check-auth", "--inventory", str(path)])
+    out, err = capsys.readouterr()
+    lines = out.splitlines()
+    assert re.fullmatch(r"node +transport +result", lines[0])
+    assert re.fullmatch(r"hv01 +kerberos +ok \(\d+\.\d s\)", lines[1])
+    assert re.match(r"hv02 +kerberos +Kerberos: the KDC does not know the service principal HTTP/hv02\.lmscan\.test",
+                    lines[2])
+    assert re.fullmatch(r"hv03 +ntlm +ok \(\d+\.\d s\)", lines[3])
+    assert lines[4] == "2 of 3 nodes authenticated"
+    assert code == 3
+    assert "NTLM is deprecated" in err and "(hv03)" in err
+    assert not good.commands and not ntlm.commands  # nothing ran
+    assert good.open_shells() == 0 and ntlm.open_shells() == 0
+    assert SECRET not in out + err
+
+
+def test_collect_without_out_or_check_auth_is_a_usage_error(tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_inventory(tmp_path, "clusters: [{name: C1, nodes: [hv01], principal: x@Y.TEST}]\n")
+    assert main(["collect", "--inventory", str(path)]) == 2
+    assert "--out DIR is required (or --check-auth)" in capsys.readouterr().err
