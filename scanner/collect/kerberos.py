@@ -6,8 +6,8 @@ own ``[kerberos]`` extra (pykerberos): pykerberos can only use the process-wide 
 cache (``KRB5CCNAME``), cannot take a keytab, and reports failures as text only. Here:
 
 * with ``keytab:``, the ticket is obtained from the keytab into a private in-memory credential
-  cache (``MEMORY:``, never on disk, gone with the process) that GSSAPI renews from the keytab
-  by itself before it expires; the user's own ticket cache is never read or written;
+  cache (``MEMORY:``, never on disk, gone with the process) and obtained again before it
+  expires; the user's own ticket cache is never read or written;
 * without one, the user's ticket cache (``kinit``, ``KRB5CCNAME``) is used, as ``principal:``
   selects or by default;
 * the SPN is ``HTTP/<fqdn>``: a short host name is resolved to the full name the SPN needs;
@@ -157,14 +157,18 @@ def check_keytab(path: str, principal: str) -> list[KeytabEntry]:
 # --- credentials -----------------------------------------------------------------------------
 
 _lock = threading.Lock()
-_cache: dict[tuple[str, str], Any] = {}
+#: (principal, keytab) -> (credential, its lifetime when obtained, in seconds)
+_cache: dict[tuple[str, str], tuple[Any, float]] = {}
+#: A keytab ticket is obtained anew when less than this (or half its lifetime) is left.
+RENEW_BEFORE = 600.0
 
 
 def credentials(principal: str | None, keytab: str | None) -> Any:
     """GSSAPI initiator credentials for a run.
 
-    With a keytab: one private ``MEMORY:`` cache per (principal, keytab) for the process; the
-    ticket is obtained on first use and renewed by GSSAPI from the keytab when it nears its end.
+    With a keytab: a private ``MEMORY:`` cache per (principal, keytab) for the process; the
+    ticket is obtained on first use, and again from the keytab once it nears its end (GSSAPI's
+    own refresh does not reach a credential handle that is already held).
     Without: the user's ticket cache (``principal`` picks one from a cache collection)."""
     import gssapi
     from gssapi.raw import GSSError
@@ -177,18 +181,20 @@ def credentials(principal: str | None, keytab: str | None) -> Any:
             entries = check_keytab(keytab, _full_name(principal))
             key = (_full_name(principal), keytab)
             with _lock:
-                cred = _cache.get(key)
-                if cred is None:
-                    store: dict[bytes | str, bytes | str] = {b"ccache": f"MEMORY:lmscan-{os.getpid()}-{uuid.uuid4().hex}".encode(),
-                             b"client_keytab": keytab.encode()}
-                    name = gssapi.Name(_full_name(principal), gssapi.NameType.kerberos_principal)
-                    try:
-                        cred = gssapi.Credentials(name=name, usage="initiate", store=store, mechs=[krb5])
-                        _ = cred.lifetime  # obtains the ticket now, so its errors are said here
-                    except GSSError as exc:
-                        raise KerberosError(describe(exc, principal=principal, keytab=keytab,
-                                                     enctypes=sorted({e.enctype for e in entries}))) from None
-                    _cache[key] = cred
+                held = _cache.get(key)
+                if held is not None and _remaining(held[0]) > min(RENEW_BEFORE, held[1] / 2):
+                    return held[0]
+                store: dict[bytes | str, bytes | str] = {
+                    b"ccache": f"MEMORY:lmscan-{os.getpid()}-{uuid.uuid4().hex}".encode(),
+                    b"client_keytab": keytab.encode()}
+                name = gssapi.Name(_full_name(principal), gssapi.NameType.kerberos_principal)
+                try:
+                    cred = gssapi.Credentials(name=name, usage="initiate", store=store, mechs=[krb5])
+                    lifetime = cred.lifetime  # obtains the ticket now, so its errors are said here
+                except GSSError as exc:
+                    raise KerberosError(describe(exc, principal=principal, keytab=keytab,
+                                                 enctypes=sorted({e.enctype for e in entries}))) from None
+                _cache[key] = (cred, float(lifetime or 0))
                 return cred
         wanted = gssapi.Name(_full_name(principal), gssapi.NameType.kerberos_principal) if principal else None
         cred = gssapi.Credentials(name=wanted, usage="initiate", mechs=[krb5])
@@ -199,6 +205,15 @@ def credentials(principal: str | None, keytab: str | None) -> Any:
         raise KerberosError(describe(exc, principal=principal, keytab=keytab)) from None
     except OSError as exc:
         raise KerberosError(f"cannot read keytab {keytab}: {exc.strerror or exc}") from None
+
+
+def _remaining(cred: Any) -> float:
+    from gssapi.raw import GSSError
+
+    try:
+        return float(cred.lifetime or 0)
+    except GSSError:  # expired
+        return 0.0
 
 
 def forget_credentials() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import ssl
 import textwrap
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -72,6 +73,18 @@ def test_ticket_cache_from_kinit(wsman: Callable[..., FakeWSMan], krb: KDC, tmp_
     assert all(e.encrypted for e in srv.log)
 
 
+def test_keytab_ticket_is_obtained_again_before_it_expires(wsman: Callable[..., FakeWSMan], krb: KDC,
+                                                           tmp_path: Path) -> None:
+    keytab = krb.add_client("svc-short", tmp_path / "short.keytab", '-maxlife "4 seconds"')
+    srv = served(wsman, krb)
+    ep = endpoint(srv, principal=f"svc-short@{REALM}", keytab=str(keytab))
+    run_powershell(ep, "Get-Date")
+    time.sleep(2.5)  # under half of the ticket's 4 s is left: lmscan gets a new one from the keytab
+    assert run_powershell(ep, "Get-Date").stdout == b"hello from the node"
+    log = (krb.root / "kdc.log").read_text()
+    assert len(re.findall(r"AS_REQ .*: ISSUE: .* svc-short@\S+ for krbtgt/", log)) == 2, log[-2000:]
+
+
 def test_https_with_channel_binding(wsman: Callable[..., FakeWSMan], krb: KDC, tls: object) -> None:
     cert_der = ssl.PEM_cert_to_DER_cert(tls.server_cert.cert_chain_pems[0].bytes().decode())  # type: ignore[attr-defined]
     srv = served(wsman, krb, ssl_context=tls.server_context(), binding_cert=cert_der)  # type: ignore[attr-defined]
@@ -100,6 +113,15 @@ def test_clock_skew(wsman: Callable[..., FakeWSMan], krb: KDC, tmp_path: Path,
     monkeypatch.setenv("KRB5CCNAME", f"FILE:{cache}")
     line = failure(endpoint(served(wsman, krb), principal=None))
     assert "clock skew too great" in line and "NTP" in line
+
+
+def test_expired_ticket(wsman: Callable[..., FakeWSMan], krb: KDC, tmp_path: Path,
+                        monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = krb.kinit(tmp_path / "short-lived", lifetime="2s")
+    time.sleep(2.2)
+    monkeypatch.setenv("KRB5CCNAME", f"FILE:{cache}")
+    line = failure(endpoint(served(wsman, krb), principal=None))
+    assert "the Kerberos ticket has expired" in line and "kinit" in line
 
 
 def test_no_ticket(wsman: Callable[..., FakeWSMan], krb: KDC) -> None:
