@@ -28,14 +28,21 @@ def from_env(variable: str, environ: Mapping[str, str]) -> str:
     return value
 
 
-def from_file(path: Path) -> str:
-    """The first line of an owner-only file (group and others may not read it on POSIX)."""
+def owner_only(path: Path, what: str = "password file") -> None:
+    """Refuse a file that is missing, not a file, or readable by group or others (on POSIX)."""
     try:
         st = path.stat()
     except OSError as exc:
-        raise SecretError(f"cannot read password file {path}: {exc.strerror}") from None
+        raise SecretError(f"cannot read {what} {path}: {exc.strerror}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise SecretError(f"{what} {path} is not a file")
     if os.name != "nt" and st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise SecretError(f"password file {path} can be read by other users; restrict it with: chmod 600 {path}")
+        raise SecretError(f"{what} {path} can be read by other users; restrict it with: chmod 600 {path}")
+
+
+def from_file(path: Path) -> str:
+    """The first line of an owner-only file (group and others may not read it on POSIX)."""
+    owner_only(path)
     try:
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:

@@ -395,17 +395,12 @@ class _Builder:
         return "kerberos" if self._ticket else "ntlm"
 
     def keytab(self, value: str, where: PathT) -> str:
-        """A keytab path, checked like a password file: it exists and only its owner can read it."""
+        """A keytab path, checked like a password file: it holds the account's keys."""
         p = self.resolve_path(value)
         try:
-            st = p.stat()
-        except OSError as exc:
-            raise self.error(where, f"cannot read keytab {p}: {exc.strerror}") from None
-        if not stat.S_ISREG(st.st_mode):
-            raise self.error(where, f"keytab {p} is not a file")
-        if os.name != "nt" and st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-            raise self.error(where, f"keytab {p} can be read by other users (it holds the account's keys); "
-                             f"restrict it with: chmod 600 {p}")
+            secrets.owner_only(p, "keytab")
+        except secrets.SecretError as exc:
+            raise self.error(where, str(exc)) from None
         return str(p)
 
     def resolve_path(self, value: str) -> Path:
