@@ -104,15 +104,17 @@ def counts_toward_verdict(report: ScanReport, result: Result) -> bool:
     return result.status is Status.FAIL and result.severity.rank >= floor
 
 
-def verdict_label(verdict: Status, below_fail_on: int) -> str:
+def verdict_label(verdict: Status, below_fail_on: int, *, plain: bool = False) -> str:
     """``FAIL``, ``INCOMPLETE`` or ``PASS``; never a bare PASS next to failures.
 
     Failures below ``--fail-on`` do not change the verdict but are named with it, as in
     ``PASS (2 below --fail-on)``, so a reader never sees PASS beside a non-zero FAIL count.
+    ``plain`` words it for readers who never saw the command line (the HTML report and the
+    mail): ``PASS (2 below threshold)``.
     """
     label = VERDICT_LABELS[verdict]
     if below_fail_on and verdict is not Status.FAIL:
-        label += f" ({below_fail_on} below --fail-on)"
+        label += f" ({below_fail_on} below {'threshold' if plain else '--fail-on'})"
     return label
 
 
@@ -121,9 +123,9 @@ def below_fail_on(report: ScanReport, results: Iterable[Result]) -> int:
     return sum(1 for r in results if r.status is Status.FAIL and not counts_toward_verdict(report, r))
 
 
-def cluster_verdict_label(report: ScanReport, name: str, results: Iterable[Result]) -> str:
+def cluster_verdict_label(report: ScanReport, name: str, results: Iterable[Result], *, plain: bool = False) -> str:
     """The verdict of cluster ``name`` as every renderer shows it (``results``: that cluster's)."""
-    return verdict_label(report.cluster_verdict(name), below_fail_on(report, results))
+    return verdict_label(report.cluster_verdict(name), below_fail_on(report, results), plain=plain)
 
 
 def overall_verdict(report: ScanReport) -> Status:

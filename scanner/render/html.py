@@ -154,7 +154,7 @@ def _view(report: ScanReport) -> dict[str, Any]:
             "os": _short_os(info.os) if info else "",
             "nodes_collected": len(collected),
             "nodes_total": len(nodes),
-            "verdict": cluster_verdict_label(report, name, results),
+            "verdict": cluster_verdict_label(report, name, results, plain=True),
             "verdict_css": _VERDICT_CSS[verdict],
             "rank": _VERDICT_RANK[verdict],
             "failed": failed,

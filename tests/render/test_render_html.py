@@ -269,6 +269,10 @@ def test_below_fail_on_failures_are_marked() -> None:
     text = _text(render_html(build_sample(fail_on=Severity.HIGH)))
     assert "Severity medium is below this scan's threshold (high): reported, does not fail the scan." in text
     assert "Severity critical is below" not in text
+    # A cluster whose only failures are below the threshold never reads a bare PASS or INCOMPLETE,
+    # and the HTML says so without command-line words.
+    text = _text(render_html(build_sample(fail_on=Severity.CRITICAL)))
+    assert "HVCLU02 INCOMPLETE (1 below threshold)" in text and "--fail-on" not in text
 
 
 def test_empty_report_renders() -> None:
