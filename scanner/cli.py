@@ -72,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Send the digest of a results JSON (and the reports re-rendered from it).")
     ml.add_argument("--from-results", metavar="FILE", type=Path, required=True,
                     help="a results JSON written by 'lmscan scan --json'")
+    ml.add_argument("--config", metavar="FILE", type=Path,
+                    help="take the mail settings from this config file's mail: block (default: $LMSCAN_CONFIG)")
     _add_mail_args(ml)
     cli_history.add_scan_options(s)
 
@@ -329,9 +331,14 @@ def cmd_mail(args: argparse.Namespace) -> int:
     """``lmscan mail --from-results FILE``: 0 when sent (or not due), 3 when sending failed."""
     from scanner.resultsfile import load_results
 
-    settings = _mail_settings(args)
+    config = args.config or (Path(os.environ["LMSCAN_CONFIG"]) if os.environ.get("LMSCAN_CONFIG") else None)
+    mapping = None
+    if config is not None:
+        from scanner.config import load_config
+        mapping = load_config(config).mail
+    settings = _mail_settings(args, mapping)
     if settings is None:
-        raise InputError("arguments", "no recipient: give --mail-to ADDRESS")
+        raise InputError("arguments", "no recipient: give --mail-to ADDRESS (or a config file with a mail: block)")
     password = settings.password_value(os.environ)
     report = load_results(args.from_results)
     original = args.from_results.read_bytes()

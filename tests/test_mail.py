@@ -360,3 +360,43 @@ def test_send_refuses_a_server_without_starttls(tmp_path: Path) -> None:
     finally:
         controller.stop()
     assert inbox.messages == []
+
+
+def _config(tmp_path: Path, inbox: Inbox, snapshots: Path, when: str) -> Path:
+    cfg = tmp_path / "lmscan.yaml"
+    cfg.write_text(f"""lmscan_config: 1
+snapshots: [{snapshots}]
+policy: {DEMO / "policy.yaml"}
+outputs: {{dir: reports}}
+history: history.db
+mail:
+  to: [cab@contoso.com]
+  from: lmscan@contoso.com
+  reply_to: hyperv-team@contoso.com
+  smtp_host: 127.0.0.1
+  smtp_port: {inbox.port}
+  security: starttls
+  ca_bundle: {inbox.ca_file}
+  username: {USER}
+  password_env: LMSCAN_TEST_SMTP_PASSWORD
+  when: {when}
+  attach: [html, json]
+""")
+    return cfg
+
+
+def test_nightly_config_sends_with_changes_and_stays_quiet_when_nothing_changed(smtp: Inbox, tmp_path: Path) -> None:
+    cfg = _config(tmp_path, smtp, DEMO / "HVCLU19", "changed")
+    assert main(["scan", "--config", str(cfg), "-q"]) == 1
+    assert len(smtp.messages) == 1                 # the first run: everything is new
+    first = email.message_from_bytes(smtp.messages[0][2], policy=default_policy)
+    assert first["Subject"].startswith("[lmscan] FAIL: 1 of 1 cluster, ") and "new failures" in first["Subject"]
+    print(first["Subject"])
+    assert first["Reply-To"] == "hyperv-team@contoso.com"
+    assert set(_parts(first)[2]) == {"report.html", "results.json"}
+    assert main(["scan", "--config", str(cfg), "-q"]) == 1
+    assert len(smtp.messages) == 1                 # the same findings again: no mail with when: changed
+    # A past run goes out again with the same settings, whatever `when` says.
+    results = next((tmp_path / "reports").rglob("results.json"))
+    assert main(["mail", "--from-results", str(results), "--config", str(cfg), "--mail-when", "always"]) == 0
+    assert len(smtp.messages) == 2
