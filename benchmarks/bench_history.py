@@ -3,9 +3,9 @@
 For each fleet size (the fleets of ``bench_scan.py``) this scans the snapshots once (read,
 normalize, evaluate), then plays three nights into a fresh store: each night looks up the
 baselines, marks the changes, renders the results JSON the store keeps, and records the run in
-one transaction. It prints the scan time, the added time per night (the first night has no
-earlier run; later nights compare with the one before), the ratio to the scan, and how much
-the store grows per run and per result.
+one transaction. It prints the scan time (the better of two), the added time of the first night
+(nothing to compare with) and the best of the later nights (each compares with the one
+before), the ratio to the scan, and how much the store grows per run and per result.
 
     python benchmarks/bench_history.py [--sizes 50,500] [--workdir DIR] [--postgres URL]
 
@@ -30,7 +30,7 @@ sys.path.insert(0, str(HERE.parent))
 
 from bench_scan import ensure_fleet  # noqa: E402  (sibling script, not a package)
 
-NIGHTS = 3
+NIGHTS = 4     # the first has nothing to compare with; the best of the others is reported
 
 
 def out(line: str = "") -> None:
@@ -53,9 +53,11 @@ def measure(folder: Path, location: str) -> dict[str, Any]:
     from scanner.render import render_json
 
     snapshots = folder / "snapshots"
-    started = time.perf_counter()
-    report = run_scan([snapshots], policy_path=snapshots / "policy.yaml", rule_paths=[])
-    scan_s = time.perf_counter() - started
+    scan_s = float("inf")
+    for _ in range(2):   # the machine is shared: the better of two scans
+        started = time.perf_counter()
+        report = run_scan([snapshots], policy_path=snapshots / "policy.yaml", rule_paths=[])
+        scan_s = min(scan_s, time.perf_counter() - started)
     started = time.perf_counter()
     render_json(report)
     json_s = time.perf_counter() - started
@@ -91,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     work = args.workdir or Path(tempfile.mkdtemp(prefix="lmscan-bench-"))
     work.mkdir(parents=True, exist_ok=True)
-    out("| store | clusters | results | scan | night 1 added | night 2 added (lookup + mark + JSON + record) "
+    out("| store | clusters | results | scan | night 1 added | later nights added (lookup + mark + JSON + record) "
         "| added vs scan | added vs scan + JSON report | store growth per run | per result per run |")
     out("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for size in [int(s) for s in args.sizes.split(",")]:
@@ -101,9 +103,11 @@ def main(argv: list[str] | None = None) -> int:
             stores.append(("postgresql", args.postgres))
         for kind, location in stores:
             m = measure(folder, location)
-            n1, n2 = m["nights"][0], m["nights"][1]
-            added1 = n1["lookup"] + n1["mark"] + n1["json"] + n1["record"]
-            added2 = n2["lookup"] + n2["mark"] + n2["json"] + n2["record"]
+            def added(n: dict[str, float]) -> float:
+                return n["lookup"] + n["mark"] + n["json"] + n["record"]
+            n1 = m["nights"][0]
+            n2 = min(m["nights"][1:], key=added)
+            added1, added2 = added(n1), added(n2)
             # The JSON a scan writes anyway (--json, or the store's copy) is counted as added here;
             # the last ratio credits it to the scan for runs that write --json regardless.
             growth = sum(n["bytes"] for n in m["nights"][1:]) / (NIGHTS - 1)

@@ -78,11 +78,62 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE results ADD COLUMN waiver TEXT",
         "ALTER TABLE results ADD COLUMN title TEXT",
     ),
+    (   # 3: what a result is about is kept once per finding, not once per run: a run's row is
+        # its status (a tenth of the bytes); each finding remembers when it first failed and its
+        # last status that was not ``error``, so no comparison reads old runs.
+        """CREATE TABLE findings (
+            finding_no {serial} PRIMARY KEY,
+            cluster_key TEXT NOT NULL,
+            result_id TEXT NOT NULL,
+            rule TEXT NOT NULL,
+            target_kind TEXT NOT NULL,
+            target_name TEXT NOT NULL,
+            target_id TEXT,
+            target_node TEXT,
+            title TEXT,
+            first_failed_at TEXT,
+            last_status TEXT,
+            last_status_at TEXT,
+            UNIQUE (cluster_key, result_id))""",
+        """INSERT INTO findings (cluster_key, result_id, rule, target_kind, target_name, target_id, target_node, title)
+            SELECT cluster_key, result_id, MIN(rule), MIN(target_kind), MIN(target_name), MIN(target_id),
+                   MIN(target_node), MIN(title)
+            FROM results GROUP BY cluster_key, result_id""",
+        """UPDATE findings SET first_failed_at = (
+            SELECT MIN(c.started_at) FROM results s JOIN run_clusters c
+            ON c.run_no = s.run_no AND c.cluster_key = s.cluster_key
+            WHERE s.cluster_key = findings.cluster_key AND s.result_id = findings.result_id AND s.status = 'fail')""",
+        """UPDATE findings SET last_status_at = (
+            SELECT MAX(c.started_at) FROM results s JOIN run_clusters c
+            ON c.run_no = s.run_no AND c.cluster_key = s.cluster_key
+            WHERE s.cluster_key = findings.cluster_key AND s.result_id = findings.result_id AND s.status <> 'error')""",
+        """UPDATE findings SET last_status = (
+            SELECT MIN(s.status) FROM results s JOIN run_clusters c
+            ON c.run_no = s.run_no AND c.cluster_key = s.cluster_key
+            WHERE s.cluster_key = findings.cluster_key AND s.result_id = findings.result_id
+            AND s.status <> 'error' AND c.started_at = findings.last_status_at)""",
+        """CREATE TABLE run_results (
+            run_no INTEGER NOT NULL,
+            cluster_key TEXT NOT NULL,
+            finding_no INTEGER NOT NULL,
+            status TEXT NOT NULL,
+            severity TEXT NOT NULL,
+            change TEXT,
+            waiver TEXT,
+            PRIMARY KEY (run_no, cluster_key, finding_no)){without_rowid}""",
+        """INSERT INTO run_results (run_no, cluster_key, finding_no, status, severity, change, waiver)
+            SELECT s.run_no, s.cluster_key, f.finding_no, s.status, s.severity, s.change, s.waiver
+            FROM results s JOIN findings f ON f.cluster_key = s.cluster_key AND f.result_id = s.result_id""",
+        "DROP TABLE results",
+        "ALTER TABLE run_results RENAME TO results",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
+_STATUS = {s.value: s for s in Status}
 TREND_RUNS = 30
-_RESULT_COLUMNS = ("run_no", "cluster_key", "result_id", "rule", "status", "severity", "target_kind",
-                   "target_name", "target_id", "target_node", "message", "change", "waiver", "title")
+_RESULT_COLUMNS = ("run_no", "cluster_key", "finding_no", "status", "severity", "change", "waiver")
+_FINDING_COLUMNS = ("cluster_key", "result_id", "rule", "target_kind", "target_name", "target_id", "target_node",
+                    "title")
 
 
 class HistoryError(ScannerError):
@@ -265,12 +316,11 @@ class HistoryStore:
                     [(run_no, c.name.casefold(), c.name, scan.started_at, int(reached(c)), len(c.nodes),
                       sum(1 for n in c.nodes if n.collected), *per_cluster.get(c.name.casefold(), [0, 0]))
                      for c in report.clusters])
+                numbers = self._findings(cur, report, scan.started_at, complete)
                 self._bulk_results(cur, (
-                    (run_no, r.cluster.casefold(), r.id, r.rule, r.status.value, r.severity.value, r.target.kind,
-                     r.target.name, r.target.id, r.target.node,
-                     None if r.status is Status.PASS else r.message,     # the document has every message
-                     r.change.value if r.change else None,
-                     r.message if r.status is Status.WAIVED else None, r.title)
+                    (run_no, r.cluster.casefold(), numbers[(r.cluster.casefold(), r.id)], r.status.value,
+                     r.severity.value, r.change.value if r.change else None,
+                     r.message if r.status is Status.WAIVED else None)
                     for r in report.results))
                 self._conn.commit()
             except BaseException:
@@ -278,6 +328,43 @@ class HistoryStore:
                 raise
         except self._errors() as exc:
             raise self._fail(f"record scan {scan.id}", exc) from None
+
+    def _known_findings(self, cur: Any, keys: Sequence[str]) -> dict[tuple[str, str], tuple[Any, ...]]:
+        found: dict[tuple[str, str], tuple[Any, ...]] = {}
+        for chunk in self._chunks(keys):
+            marks = ", ".join("?" for _ in chunk)
+            cur.execute(self._sql(
+                "SELECT cluster_key, result_id, finding_no, first_failed_at, last_status, last_status_at "
+                f"FROM findings WHERE cluster_key IN ({marks})"), tuple(chunk))
+            for row in cur.fetchall():
+                found[(row[0], row[1])] = tuple(row[2:])
+        return found
+
+    def _findings(self, cur: Any, report: ScanReport, started: str, complete: bool) -> dict[tuple[str, str], int]:
+        """The finding number of every result, adding new findings and keeping each finding's first
+        failure and last known status up to date (only the few that changed are written)."""
+        keys = sorted({r.cluster.casefold() for r in report.results})
+        known = self._known_findings(cur, keys)
+        new = {(r.cluster.casefold(), r.id): r for r in report.results if (r.cluster.casefold(), r.id) not in known}
+        if new:
+            cur.executemany(self._sql(
+                f"INSERT INTO findings ({', '.join(_FINDING_COLUMNS)}) VALUES ({', '.join('?' for _ in _FINDING_COLUMNS)})"),
+                [(k[0], r.id, r.rule, r.target.kind, r.target.name, r.target.id, r.target.node, r.title)
+                 for k, r in new.items()])
+            known.update(self._known_findings(cur, sorted({k[0] for k in new})))
+        first_failed, last_status = [], []
+        for r in report.results if complete else ():     # an interrupted run is no evidence of state
+            number, first, status, since = known[(r.cluster.casefold(), r.id)]
+            if r.status is Status.FAIL and (first is None or started < first):
+                first_failed.append((started, number))
+            if r.status is not Status.ERROR and r.status.value != status and (since is None or started >= since):
+                last_status.append((r.status.value, started, number))
+        if first_failed:
+            cur.executemany(self._sql("UPDATE findings SET first_failed_at = ? WHERE finding_no = ?"), first_failed)
+        if last_status:
+            cur.executemany(self._sql("UPDATE findings SET last_status = ?, last_status_at = ? WHERE finding_no = ?"),
+                            last_status)
+        return {k: int(v[0]) for k, v in known.items()}
 
     # -- reading
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
@@ -308,9 +395,7 @@ class HistoryStore:
                 hit = self._last_reached(key)
                 if hit is None:
                     continue
-            results = self._prior_results(hit[0], key)
-            failing_ids = {rid for rid, p in results.items() if p.status is Status.FAIL}
-            before = self._failed_before(key, hit[0], hit[2], failing_ids)
+            results, before = self._prior_results(hit[0], key, hit[2])
             out[key] = Baseline(scan_id=hit[1], scan_time=hit[2], results=results, failed_before=before,
                                 latest_scan_id=runs[0][1], latest_scan_time=runs[0][2],
                                 latest_reached=bool(runs[0][3]), trend=trend)
@@ -323,50 +408,29 @@ class HistoryStore:
             "ORDER BY c.started_at DESC, c.run_no DESC LIMIT 1", (key,))
         return rows[0] if rows else None
 
-    def _prior_results(self, run_no: int, key: str) -> dict[str, PriorResult]:
-        rows = self._query(
-            "SELECT result_id, rule, status, severity, target_kind, target_name, target_id, target_node, title "
-            "FROM results WHERE run_no = ? AND cluster_key = ?", (run_no, key))
-        out = {row[0]: PriorResult(id=row[0], rule=row[1], cluster=key, status=Status(row[2]), severity=row[3],
-                                   title=row[8] or "", target=Target(row[4], row[5], row[6], row[7]))
-               for row in rows}
-        unknown = [rid for rid, p in out.items() if p.status is Status.ERROR]
-        if unknown:   # a result the compared run could not evaluate keeps its last known status
-            for rid, status in self._last_known(key, run_no, unknown).items():
-                out[rid] = PriorResult(out[rid].id, out[rid].rule, key, status, out[rid].severity, out[rid].title,
-                                       out[rid].target)
-        # The cluster's display name, as that run spelled it.
-        names = self._query("SELECT cluster FROM run_clusters WHERE run_no = ? AND cluster_key = ?", (run_no, key))
-        if names:
-            name = names[0][0]
-            out = {rid: PriorResult(p.id, p.rule, name, p.status, p.severity, p.title, p.target)
-                   for rid, p in out.items()}
-        return out
+    def _prior_results(self, run_no: int, key: str, started: str) -> tuple[dict[str, PriorResult], frozenset[str]]:
+        """The results of one run for one cluster, and the ids that failed before that run.
 
-    def _chunks(self, ids: Sequence[str], size: int = 500) -> Iterator[Sequence[str]]:
+        A result the run could not evaluate (``error``) keeps its last known status."""
+        rows = self._query(
+            "SELECT f.result_id, f.rule, s.status, s.severity, f.target_kind, f.target_name, f.target_id, "
+            "f.target_node, f.title, f.last_status, c.cluster FROM results s "
+            "JOIN findings f ON f.finding_no = s.finding_no "
+            "JOIN run_clusters c ON c.run_no = s.run_no AND c.cluster_key = s.cluster_key "
+            "WHERE s.run_no = ? AND s.cluster_key = ?", (run_no, key))
+        out = {}
+        for rid, rule, status, severity, kind, name, tid, node, title, last, cluster in rows:
+            known = last if status == "error" and last else status
+            out[rid] = PriorResult(rid, rule, cluster, _STATUS[known], severity, title or "",
+                                   Target(kind, name, tid, node))
+        earlier = self._query("SELECT result_id FROM findings WHERE cluster_key = ? AND first_failed_at <= ?",
+                              (key, started))
+        failing = {rid for rid, p in out.items() if p.status is Status.FAIL}
+        return out, frozenset(r[0] for r in earlier if r[0] not in failing)
+
+    def _chunks(self, ids: Sequence[Any], size: int = 500) -> Iterator[Sequence[Any]]:
         for i in range(0, len(ids), size):
             yield ids[i:i + size]
-
-    def _last_known(self, key: str, run_no: int, ids: Sequence[str]) -> dict[str, Status]:
-        found: dict[str, tuple[str, int, Status]] = {}
-        for chunk in self._chunks(ids):
-            marks = ", ".join("?" for _ in chunk)
-            for rid, started, rno, status in self._query(
-                    "SELECT s.result_id, c.started_at, s.run_no, s.status FROM results s "
-                    "JOIN run_clusters c ON c.run_no = s.run_no AND c.cluster_key = s.cluster_key "
-                    f"WHERE s.cluster_key = ? AND s.result_id IN ({marks}) AND s.status <> 'error' "
-                    "AND s.run_no <> ?", (key, *chunk, run_no)):
-                if rid not in found or (started, rno) > found[rid][:2]:
-                    found[rid] = (started, rno, Status(status))
-        return {rid: v[2] for rid, v in found.items()}
-
-    def _failed_before(self, key: str, run_no: int, started: str, failing: set[str]) -> frozenset[str]:
-        rows = self._query(
-            "SELECT DISTINCT s.result_id FROM results s JOIN run_clusters c "
-            "ON c.run_no = s.run_no AND c.cluster_key = s.cluster_key "
-            "WHERE s.cluster_key = ? AND s.status = 'fail' AND c.started_at <= ? AND s.run_no <> ?",
-            (key, started, run_no))
-        return frozenset(r[0] for r in rows if r[0] not in failing)
 
     def runs(self, cluster: str | None = None, since: str | None = None) -> list[RunSummary]:
         """Recorded runs, oldest first; optionally only those covering ``cluster``, started at or after ``since``."""
@@ -442,10 +506,12 @@ class HistoryStore:
                     "  AND (d.started_at > c.started_at OR (d.started_at = c.started_at AND d.run_no > c.run_no))))"),
                     (cutoff,))
                 doomed = [int(r[0]) for r in cur.fetchall()]
-                for chunk in self._chunks(doomed):   # type: ignore[arg-type]
+                for chunk in self._chunks(doomed):
                     marks = ", ".join("?" for _ in chunk)
                     for table in ("results", "run_clusters", "runs"):
                         cur.execute(self._sql(f"DELETE FROM {table} WHERE run_no IN ({marks})"), tuple(chunk))
+                if doomed:   # findings no run refers to any more
+                    cur.execute("DELETE FROM findings WHERE finding_no NOT IN (SELECT finding_no FROM results)")
                 self._conn.commit()
             except BaseException:
                 self._conn.rollback()

@@ -151,27 +151,33 @@ def test_schema_migration_from_the_previous_version(store_location, demo_report)
     assert store.schema_version() == SCHEMA_VERSION - 1
     cur = store._conn.cursor()
     store._begin_write(cur)
-    doc = zlib.compress(render_json(run_at(demo_report, 1)))
-    cur.execute(store._sql("INSERT INTO runs (scan_id, started_at, finished_at, scanner_host, tool_version, complete,"
-                           " verdict, n_pass, n_fail, n_error, n_skip, n_waived, document)"
-                           " VALUES ('old-1', '2026-11-01T02:00:00Z', '2026-11-01T02:05:00Z', 'old', '0.9', 1,"
-                           " 'fail', 0, 1, 0, 0, 0, ?)"), (doc,))
-    cur.execute("SELECT run_no FROM runs WHERE scan_id = 'old-1'")
-    run_no = cur.fetchone()[0]
-    cur.execute(store._sql("INSERT INTO run_clusters VALUES (?, 'hvclu19', 'HVCLU19', '2026-11-01T02:00:00Z', 1, 4, 4,"
-                           " 1, 0)"), (run_no,))
-    cur.execute(store._sql("INSERT INTO results (run_no, cluster_key, result_id, rule, status, severity, target_kind,"
-                           " target_name, target_id, target_node, message) VALUES (?, 'hvclu19', ?, 'HOST002', 'fail',"
-                           " 'medium', 'node', 'HV19-N3', NULL, 'HV19-N3', 'old message')"), (run_no, FAILING))
+    for day, status in ((1, "fail"), (2, "pass")):  # the finding failed, then was fixed
+        doc = zlib.compress(render_json(run_at(demo_report, day)))
+        stamp = f"2026-11-0{day}T02:00:00Z"
+        cur.execute(store._sql("INSERT INTO runs (scan_id, started_at, finished_at, scanner_host, tool_version,"
+                               " complete, verdict, n_pass, n_fail, n_error, n_skip, n_waived, document)"
+                               " VALUES (?, ?, ?, 'old', '0.9', 1, 'fail', 1, 1, 0, 0, 0, ?)"),
+                    (f"old-{day}", stamp, stamp, doc))
+        cur.execute(store._sql("SELECT run_no FROM runs WHERE scan_id = ?"), (f"old-{day}",))
+        run_no = cur.fetchone()[0]
+        cur.execute(store._sql("INSERT INTO run_clusters VALUES (?, 'hvclu19', 'HVCLU19', ?, 1, 4, 4, 1, 0)"),
+                    (run_no, stamp))
+        for rid, st in ((FAILING, status), ("LM002/HVCLU19/cluster/HVCLU19", "pass")):
+            cur.execute(store._sql("INSERT INTO results (run_no, cluster_key, result_id, rule, status, severity,"
+                                   " target_kind, target_name, target_id, target_node, message, change, waiver, title)"
+                                   " VALUES (?, 'hvclu19', ?, ?, ?, 'medium', 'node', 'HV19-N3', NULL, 'HV19-N3',"
+                                   " 'old message', NULL, NULL, 'Old title')"), (run_no, rid, rid.split("/")[0], st))
     store._conn.commit()
     store.close()
     with _open(store_location) as migrated:        # first use by this lmscan migrates forward
         assert migrated.schema_version() == SCHEMA_VERSION
-        assert [r.scan_id for r in migrated.runs()] == ["old-1"]
+        assert [r.scan_id for r in migrated.runs()] == ["old-1", "old-2"]
         base = migrated.baselines(["HVCLU19"])["hvclu19"]
-        assert base.results[FAILING].status is Status.FAIL and base.results[FAILING].title == ""
-        now = _record(migrated, run_at(demo_report, 2))
-        assert _change(now, FAILING) is Change.UNCHANGED
+        assert base.scan_id == "old-2" and base.results[FAILING].status is Status.PASS
+        assert base.results[FAILING].title == "Old title" and base.failed_before == frozenset({FAILING})
+        now = _record(migrated, run_at(demo_report, 3))
+        assert _change(now, FAILING) is Change.REOPENED      # it failed on day 1, before the migration
+        assert json.loads(migrated.document("old-1"))["scan"]["id"] == "scan-01"
     assert len(MIGRATIONS) == SCHEMA_VERSION
 
 
@@ -215,6 +221,8 @@ def _consistent(location: tuple[str, str | None]) -> list[str]:
         for run in runs:
             rows = store._query("SELECT COUNT(*) FROM results s JOIN runs r ON r.run_no = s.run_no "
                                 "WHERE r.scan_id = ?", (run.scan_id,))
+            assert not store._query("SELECT s.finding_no FROM results s LEFT JOIN findings f "
+                                    "ON f.finding_no = s.finding_no WHERE f.finding_no IS NULL")
             assert rows[0][0] == sum(run.counts.values()), run.scan_id
             assert json.loads(store.document(run.scan_id))["scan"]["id"] == run.scan_id
         if not str(location[0]).startswith("postgresql"):
@@ -271,7 +279,7 @@ def test_results_marked_in_the_store_match_the_json(store_location, demo_report)
     with _open(store_location) as store:
         _record(store, run_at(demo_report, 1))
         day2 = _record(store, run_at(set_status(demo_report, FAILING, Status.PASS), 2))
-        rows = dict(store._query("SELECT result_id, change FROM results s JOIN runs r ON r.run_no = s.run_no "
-                                 "WHERE r.scan_id = 'scan-02'"))
+        rows = dict(store._query("SELECT f.result_id, s.change FROM results s JOIN runs r ON r.run_no = s.run_no "
+                                 "JOIN findings f ON f.finding_no = s.finding_no WHERE r.scan_id = 'scan-02'"))
         assert rows == {r.id: r.change.value for r in day2.results if r.change}
         assert day2.scan.to_dict() == parse_results(store.document("scan-02"), "x").scan.to_dict()
