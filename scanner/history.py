@@ -212,7 +212,7 @@ class HistoryStore:
     def _insert_run(self, cur: Any, values: Sequence[Any]) -> int:
         raise NotImplementedError
 
-    def _bulk_results(self, cur: Any, rows: Iterable[Sequence[Any]]) -> None:
+    def _bulk_insert(self, cur: Any, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
         raise NotImplementedError
 
     def _has_schema_table(self, cur: Any) -> bool:
@@ -317,7 +317,7 @@ class HistoryStore:
                       sum(1 for n in c.nodes if n.collected), *per_cluster.get(c.name.casefold(), [0, 0]))
                      for c in report.clusters])
                 numbers = self._findings(cur, report, scan.started_at, complete)
-                self._bulk_results(cur, (
+                self._bulk_insert(cur, "results", _RESULT_COLUMNS, (
                     (run_no, r.cluster.casefold(), numbers[(r.cluster.casefold(), r.id)], r.status.value,
                      r.severity.value, r.change.value if r.change else None,
                      r.message if r.status is Status.WAIVED else None)
@@ -347,10 +347,9 @@ class HistoryStore:
         known = self._known_findings(cur, keys)
         new = {(r.cluster.casefold(), r.id): r for r in report.results if (r.cluster.casefold(), r.id) not in known}
         if new:
-            cur.executemany(self._sql(
-                f"INSERT INTO findings ({', '.join(_FINDING_COLUMNS)}) VALUES ({', '.join('?' for _ in _FINDING_COLUMNS)})"),
-                [(k[0], r.id, r.rule, r.target.kind, r.target.name, r.target.id, r.target.node, r.title)
-                 for k, r in new.items()])
+            self._bulk_insert(cur, "findings", _FINDING_COLUMNS,
+                              ((k[0], r.id, r.rule, r.target.kind, r.target.name, r.target.id, r.target.node, r.title)
+                               for k, r in new.items()))
             known.update(self._known_findings(cur, sorted({k[0] for k in new})))
         first_failed, last_status = [], []
         for r in report.results if complete else ():     # an interrupted run is no evidence of state
@@ -555,9 +554,9 @@ class SQLiteStore(HistoryStore):
             values)
         return int(cur.lastrowid)
 
-    def _bulk_results(self, cur: Any, rows: Iterable[Sequence[Any]]) -> None:
-        marks = ", ".join("?" for _ in _RESULT_COLUMNS)
-        cur.executemany(f"INSERT INTO results ({', '.join(_RESULT_COLUMNS)}) VALUES ({marks})", rows)
+    def _bulk_insert(self, cur: Any, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+        marks = ", ".join("?" for _ in columns)
+        cur.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
 
     def _has_schema_table(self, cur: Any) -> bool:
         cur.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'lmscan_schema'")
@@ -595,7 +594,7 @@ class PostgresStore(HistoryStore):
     """A shared PostgreSQL database (psycopg 3): several scanner hosts write one history.
 
     Writers take a transaction-level advisory lock, so two runs (or a migration) never interleave;
-    results go in with ``COPY``.
+    results and new findings go in with ``COPY``.
     """
 
     placeholder = "%s"
@@ -646,8 +645,8 @@ class PostgresStore(HistoryStore):
             "RETURNING run_no"), values)
         return int(cur.fetchone()[0])
 
-    def _bulk_results(self, cur: Any, rows: Iterable[Sequence[Any]]) -> None:
-        with cur.copy(f"COPY results ({', '.join(_RESULT_COLUMNS)}) FROM STDIN") as copy:
+    def _bulk_insert(self, cur: Any, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+        with cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
             for row in rows:
                 copy.write_row(row)
 
