@@ -42,16 +42,20 @@ def _store_bytes(location: str, store: Any) -> int:
     if location.startswith("postgresql"):
         rows = store._query("SELECT pg_database_size(current_database())")
         return int(rows[0][0])
+    store._query("PRAGMA wal_checkpoint(TRUNCATE)")   # what the WAL holds, into the file
     path = Path(location)
     return sum(p.stat().st_size for p in path.parent.glob(path.name + "*"))   # the db, -wal and -shm
 
 
 def measure(folder: Path, location: str) -> dict[str, Any]:
+    import gc
+
     from scanner.changes import mark_changes
     from scanner.history import open_store
     from scanner.pipeline import run_scan
     from scanner.render import render_json
 
+    gc.set_threshold(100_000, 50, 1000)   # as the lmscan command sets it
     snapshots = folder / "snapshots"
     scan_s = float("inf")
     for _ in range(2):   # the machine is shared: the better of two scans
