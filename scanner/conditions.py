@@ -17,7 +17,6 @@ makes the comparison "not checked" (it holds).
 from __future__ import annotations
 
 import ipaddress
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -365,6 +364,25 @@ class Quant(Cond):
 
 # ----------------------------------------------------------------------------- compiling
 
+def compile_regex(pattern: str) -> Any:
+    """A case-insensitive RE2 regex: linear in the text, so no pattern can hang a scan (ReDoS).
+
+    RE2 refuses what needs backtracking (backreferences, lookaround); that is a ``ValueError``
+    with RE2's reason, raised when the pack loads.
+    """
+    import re2
+
+    options = re2.Options()
+    options.case_sensitive = False
+    options.log_errors = False      # RE2 would also print the error on stderr
+    try:
+        return re2.compile(pattern, options)
+    except re2.error as exc:
+        why = exc.args[0] if exc.args else "invalid"
+        why = why.decode("utf-8", "replace") if isinstance(why, bytes) else str(why)
+        raise ValueError(why if len(why) <= 120 else why[:117] + "...") from None
+
+
 _COMBINATORS = ("all", "any", "not", "each", "exists", "count", "fact")
 
 
@@ -459,9 +477,11 @@ def _compile_value(op: Operator, raw: Any, path: tuple[Any, ...]) -> Any:
         if not isinstance(raw, str):
             raise ConditionError(path, "a regex must be a string")
         try:
-            return re.compile(raw, re.IGNORECASE)
-        except re.error as exc:
-            raise ConditionError(path, f"bad regex {raw!r}: {exc}") from None
+            return compile_regex(raw)
+        except ValueError as exc:
+            shown = raw if len(raw) <= 80 else raw[:77] + "..."
+            raise ConditionError(path, f"bad regex {shown!r}: {exc} (regexes are RE2 syntax, matched in linear "
+                                       "time: no backreferences or lookaround)") from None
     if t == "number" and (isinstance(raw, bool) or not isinstance(raw, (int, float))):
         raise ConditionError(path, f"expected a number, found {raw!r}")
     if t == "list" and not isinstance(raw, list):

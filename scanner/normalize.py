@@ -17,6 +17,7 @@ from typing import Any, Union
 
 from scanner import sections as sec
 from scanner import values as v
+from scanner.errors import InputError
 from scanner.snapshot import Snapshot
 from scanner.values import prop as P
 
@@ -678,8 +679,22 @@ class ClusterGrouper:
         out = []
         for key in sorted(set(groups) | set(fails)):
             name = display[key].most_common(1)[0][0] if display.get(key) else key
+            _refuse_duplicates(name, groups.get(key, []))
             out.append(build_cluster(name, groups.get(key, []), fails.get(key, [])))
         return out
+
+
+def _refuse_duplicates(cluster: str, data: Sequence[NodeData]) -> None:
+    """Two snapshots of one node (an old and a new copy in the tree): neither may silently win."""
+    seen: dict[str, NodeData] = {}
+    for d in data:
+        key = short_name(d.name)
+        first = seen.setdefault(key, d)
+        if first is not d:
+            when = f"collected {first.collected_at or 'at an unknown time'} and {d.collected_at or 'at an unknown time'}"
+            raise InputError(first.source, f"node {d.name} of cluster {cluster} has a second snapshot, {d.source} "
+                                           f"({when}): scan one snapshot per node; move the other out of the "
+                                           "scanned paths")
 
 
 def group_clusters(snapshots: Iterable[Snapshot], failures: Iterable[NodeFailure] = (),
