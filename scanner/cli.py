@@ -5,28 +5,30 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import gc
-import importlib.resources
 import os
-import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from scanner import __version__, cli_history
 from scanner.errors import InputError, ScannerError
-from scanner.model import ScanReport, Severity, Status
 from scanner.term import clean
 
 if TYPE_CHECKING:
     from scanner.collect.fleet import NodeOutcome
+    from scanner.loader import Rule
+    from scanner.rulecache import RuleDoc
+    from scanner.model import ScanReport
     from scanner.mail import MailSettings
     from scanner.pipeline import RuleSet
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INCOMPLETE, EXIT_INTERNAL = 0, 1, 2, 3, 4
 STDOUT = "-"   # a report path of "-" means standard output (then no summary is printed)
 REPORT_FLAGS = {"html": "report.html", "junit": "junit.xml", "json": "results.json"}
-SEVERITIES = [s.value for s in Severity]
+# The values of scanner.model.Severity, spelt out so that parsing arguments imports no model
+# (``lmscan --help`` starts at once; tests/test_cli.py checks the two agree).
+SEVERITIES = ["info", "low", "medium", "high", "critical"]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -219,6 +221,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
     mail_password = mail.password_value(os.environ) if mail else None
     policy = args.policy
     if args.demo:
+        import importlib.resources
         demo = importlib.resources.files("scanner.demo")
         snapshot_paths = [Path(str(demo))]
         if policy is None:
@@ -352,6 +355,7 @@ def exit_code(report: ScanReport) -> int:
     With ``--fail-on-new`` only new and reopened failures count (contracts §7)."""
     if report.gating_failures():
         return EXIT_FAIL
+    from scanner.model import Status
     if any(r.status is Status.ERROR for r in report.results):
         return EXIT_INCOMPLETE
     return EXIT_OK
@@ -388,6 +392,9 @@ def _print_summary(report: ScanReport, outputs: dict[str, Path], args: argparse.
 
     # A CI log keeps every character of every finding; only a terminal is fitted to its width.
     full = args.full or not sys.stdout.isatty()
+    import shutil
+
+    from scanner.model import Severity
     width = None if full else min(shutil.get_terminal_size((100, 24)).columns, 120)
     severity = Severity(args.severity) if args.severity else None
     sys.stdout.write(render_console(report, color=_use_color(args.color, sys.stdout), width=width,
@@ -469,32 +476,44 @@ def cmd_collect(args: argparse.Namespace) -> int:
 
 
 def cmd_rules(args: argparse.Namespace) -> int:
-    from scanner import pipeline
-
     if args.rules_command == "validate":
         return _validate(args.file)
     if args.rules_command == "facts":
         return _list_facts()
-    ruleset = pipeline.load_ruleset(args.policy, args.rules)
+    rules, overrides = _listed_rules(args)
     if args.rules_command == "list":
-        w = max(len(r.id) for r in ruleset.rules)
-        for r in ruleset.rules:
-            sev = ruleset.policy.overrides.get(r.id, {}).get("severity", r.severity.value)
-            off = "  (disabled by policy)" if ruleset.policy.overrides.get(r.id, {}).get("enabled") is False else ""
+        w = max(len(r.id) for r in rules)
+        for r in rules:
+            sev = overrides.get(r.id, {}).get("severity", str(r.severity))
+            off = "  (disabled by policy)" if overrides.get(r.id, {}).get("enabled") is False else ""
             sys.stdout.write(clean(f"{r.id:<{w}}  {sev:<8}  {r.scope:<9}  {r.title}{off}") + "\n")
         return EXIT_OK
     wanted = args.rule_id.casefold()
-    for r in ruleset.rules:
+    for r in rules:
         if r.id.casefold() == wanted:
             sys.stdout.write(clean(_show_rule(r), multiline=True))
             return EXIT_OK
     raise InputError("rules", f"no rule with id {args.rule_id!r}; 'lmscan rules list' shows the ids")
 
 
-def _show_rule(r: object) -> str:
-    from scanner.loader import Rule
-    assert isinstance(r, Rule)
-    lines = [f"{r.id}: {r.title}", f"severity:  {r.severity.value}",
+def _listed_rules(args: argparse.Namespace) -> tuple[Sequence[Rule | RuleDoc], Mapping[str, Mapping[str, Any]]]:
+    """The rules ``rules list``/``show`` print, with the policy's overrides.
+
+    Without a policy or extra packs the built-in rules come from their cache (scanner.rulecache),
+    so these commands start without loading the rule language; a stale cache is not used.
+    """
+    if args.policy is None and not args.rules:
+        from scanner.rulecache import cached_builtin_docs
+        docs = cached_builtin_docs()
+        if docs is not None:
+            return docs, {}
+    from scanner import pipeline
+    ruleset = pipeline.load_ruleset(args.policy, args.rules)
+    return ruleset.rules, ruleset.policy.overrides
+
+
+def _show_rule(r: Rule | RuleDoc) -> str:
+    lines = [f"{r.id}: {r.title}", f"severity:  {r.severity}",
              f"target:    {r.scope}" + (" (one result per VM on Windows Server 2008 R2)" if r.per_vm else ""),
              f"defined:   {r.source}:{r.line} (pack {r.pack})", "", "Rationale:", f"  {r.rationale}", "",
              "Remediation (template; lmscan fills in the real network Ids):"]

@@ -12,13 +12,11 @@ import datetime as _dt
 import os
 import re
 import sys
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from scanner.errors import InputError
-from scanner.model import Severity
 
 if TYPE_CHECKING:
     from scanner.config import Settings
@@ -112,6 +110,8 @@ def apply_config(args: argparse.Namespace) -> Settings:
     Fills ``args`` in place (source, policy, rules, fail_on, workers, outputs, history) and
     gives the run its scan id and date, which output paths may use.
     """
+    import uuid
+
     from scanner.config import expand
 
     settings = _load_settings(args.config)
@@ -130,6 +130,7 @@ def apply_config(args: argparse.Namespace) -> Settings:
     if not args.rules and settings.rules:
         args.rules = list(settings.rules)
     if args.fail_on is None:
+        from scanner.model import Severity
         env = os.environ.get("LMSCAN_FAIL_ON", "").strip()
         if env and env.casefold() not in {s.value for s in Severity}:
             raise InputError("LMSCAN_FAIL_ON", f"unknown severity {env!r}; use one of "

@@ -146,3 +146,38 @@ def test_rules_facts_lists_every_fact(capsys):
         for name in facts:
             assert f"  {name} " in out
     assert "(a collection of network items)" in out
+
+
+def test_severity_choices_are_the_model_severities() -> None:
+    """cli.py spells the severities out so that argument parsing imports no model; they must agree."""
+    from scanner import cli
+    from scanner.model import Severity
+
+    assert cli.SEVERITIES == [s.value for s in Severity]
+
+
+def test_rules_list_and_show_from_the_cache_match_the_full_load(capsys: pytest.CaptureFixture[str],
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """The start-up fast path (scanner.rulecache) prints what loading the rule pack prints."""
+    from scanner import cli, rulecache
+
+    monkeypatch.delenv("LMSCAN_POLICY", raising=False)
+    outputs = []
+    for cached in (True, False):
+        if not cached:
+            monkeypatch.setattr(rulecache, "cached_builtin_docs", lambda: None)
+        for argv in (["rules", "list"], ["rules", "show", "lm001"], ["rules", "show", "HOST004"]):
+            assert cli.main(argv) == 0
+        outputs.append(capsys.readouterr().out)
+    assert outputs[0] == outputs[1]
+
+
+def test_builtin_rule_cache_is_up_to_date() -> None:
+    """rules/builtin.cache.json is made from rules/builtin.yaml; regenerate it with
+    ``python -m scanner.rulecache`` after editing the built-in rules."""
+    from scanner import rulecache
+
+    shipped = (Path(__file__).parents[1] / "rules" / rulecache.CACHE).read_text(encoding="utf-8")
+    assert shipped == rulecache.render_cache(), (
+        "rules/builtin.yaml changed: run `python -m scanner.rulecache` and commit rules/builtin.cache.json")
+    assert rulecache.cached_builtin_docs() is not None
