@@ -66,6 +66,12 @@ def serve(conn: Any, hung: list[str], delay: float) -> None:
     srv.stop()
 
 
+def burn() -> None:
+    """A CPU-bound neighbour (ended by the parent)."""
+    while True:
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--nodes", type=int, default=200)
@@ -73,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--delay", type=float, default=0.3)
     ap.add_argument("--timeout", type=float, default=5.0)
     ap.add_argument("--workers", type=int, default=None, help="default: the pool's default (32)")
+    ap.add_argument("--hogs", type=int, default=0,
+                    help="CPU-bound processes to run beside the scan (a busy scan host)")
     ap.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = ap.parse_args(argv)
 
@@ -97,6 +105,10 @@ def main(argv: list[str] | None = None) -> int:
     def parse(j: NodeJob, out: RunOutput) -> Snapshot:
         return parse_snapshot(out.stdout, j.endpoint.node)
 
+    hogs = [ctx.Process(target=burn, daemon=True) for _ in range(args.hogs)]
+    for h in hogs:
+        h.start()
+
     # The hung nodes go last: the worst order, since they then start after everything else.
     jobs = [job(n) for n in healthy + hung]
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -107,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     cpu = time.process_time() - cpu_before
     rss_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
+    for h in hogs:
+        h.terminate()
     parent.send("done")
     server = parent.recv()
     proc.join(5)
@@ -134,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(figures, indent=1))
     else:
         print(f"fleet: {args.nodes} nodes answering after {args.delay * 1000:.0f} ms + {args.hung} that never "
-              f"answer (timeout {args.timeout:g} s), {workers} workers")
+              f"answer (timeout {args.timeout:g} s), {workers} workers, {args.hogs} CPU hogs beside the scan")
         print(f"wall time:        {wall:.2f} s   target {target:.2f} s "
               f"(({args.nodes}/{workers}) x {args.delay:g} s + {args.timeout:g} s + 20 %)  "
               f"{'OK' if wall <= target else 'OVER TARGET'}")
