@@ -167,3 +167,24 @@ def test_page_one_of_the_print_holds_the_summary_and_the_critical_findings(
     text = re.sub(r" `\s*\n\s*", " ", "\n".join(p.extract_text() for p in reader.pages))
     assert ("Get-ClusterResource -Name 'Virtual Machine APP02' | Set-ClusterParameter -Name MigrationExcludeNetworks "
             "-Value '6eb0da4e-ef30-4373-a127-06cd2b9e6af3;33deb962-cb86-4fb6-b4a8-8a34b0b0af31'") in text
+
+
+def test_a_fleet_prints_its_most_severe_findings_on_page_one(browser: Any, tmp_path: Path) -> None:
+    """500 clusters: page 1 still holds the verdict and the critical findings, before any long table."""
+    pypdf = pytest.importorskip("pypdf")
+    from .conftest import build_big
+
+    report = build_big(500)
+    path = tmp_path / "fleet.html"
+    path.write_bytes(render_html(report))
+    context = browser.new_context()
+    page = context.new_page()
+    try:
+        page.goto(path.as_uri(), wait_until="load")
+        pdf = tmp_path / "fleet.pdf"
+        page.pdf(path=str(pdf), format="A4")
+    finally:
+        context.close()
+    first = " ".join(pypdf.PdfReader(str(pdf)).pages[0].extract_text().split())
+    assert "71 of 500 clusters are not compliant" in first
+    assert "What failed (71)" in first and "CRITICAL LM001 iSCSI networks are excluded from live migration" in first

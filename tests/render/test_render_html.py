@@ -101,7 +101,7 @@ def test_opens_with_the_verdict_in_plain_words_and_what_failed(sample_html: byte
 
 def test_findings_list_is_in_severity_order_across_clusters(sample_html: bytes) -> None:
     text = _text(sample_html)
-    listed = text[text.index("What failed (9)"): text.index("Nodes that could not be reached")]
+    listed = text[text.index("What failed (9)"): text.index("Clusters Cluster Verdict")]
     rows = re.findall(r"(critical|high|medium|low) (\w+) ", listed)
     assert rows == [("critical", "LM001"), ("critical", "LM001"), ("high", "LM004"), ("high", "LM007"),
                     ("medium", "LM006"), ("medium", "LM008"), ("medium", "HOST002"), ("low", "HOST005"),
@@ -182,7 +182,7 @@ def test_one_finding_per_problem_lists_the_affected_nodes(sample_report: ScanRep
                                                   if not (r.rule == "HOST002" and r.status is Status.PASS)) + extra)
     out = render_html(report)
     text = _text(out)
-    listed = text[text.index("What failed"): text.index("Nodes that could not be reached")]
+    listed = text[text.index("What failed"): text.index("Clusters Cluster Verdict")]
     assert listed.count("HOST002") == 1 and "HVCLU01 · 3 nodes: HV01, HV02, HV03" in listed
     details = text[text.index("Details by cluster"):]
     card = details[details.index("HOST002 The host"): details.index("HOST005 Host")]
