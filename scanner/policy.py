@@ -151,6 +151,7 @@ class Policy:
     waivers: tuple[Waiver, ...]
     doc: YamlDoc
     _cache: dict[int, tuple[Network, str]] = field(default_factory=dict, compare=False, repr=False)
+    _refs: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def classify(self, network: Network) -> str:
         # Keyed by identity (the network is kept alive in the entry): a cluster's networks are
@@ -168,14 +169,22 @@ class Policy:
         return next((e.cls for e in self.entries if subnet_within(subnet, e.subnets)), UNCLASSIFIED)
 
     def lookup(self, dotted: str) -> Any:
-        """Value of ``{policy: a.b}`` references in rules; ``None`` when the policy does not set it."""
-        node: Any = {"live_migration": {"allowed": list(self.allowed), "preferred": list(self.preferred)},
-                     "hosts": dict(self.hosts)}
-        for part in dotted.split("."):
-            if not isinstance(node, Mapping) or part not in node:
-                return None
-            node = node[part]
-        return node
+        """Value of ``{policy: a.b}`` references in rules; ``None`` when the policy does not set it.
+
+        Resolved once per reference (rules ask hundreds of thousands of times on a large fleet);
+        lists and mappings are handed out as copies, so no caller can change the policy.
+        """
+        if dotted not in self._refs:
+            node: Any = {"live_migration": {"allowed": list(self.allowed), "preferred": list(self.preferred)},
+                         "hosts": dict(self.hosts)}
+            for part in dotted.split("."):
+                if not isinstance(node, Mapping) or part not in node:
+                    node = None
+                    break
+                node = node[part]
+            self._refs[dotted] = node
+        value = self._refs[dotted]
+        return list(value) if isinstance(value, list) else dict(value) if isinstance(value, dict) else value
 
 
 POLICY_REFS = ("live_migration.allowed", "live_migration.preferred", "hosts.authentication",
