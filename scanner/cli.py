@@ -130,8 +130,19 @@ def _add_mail_args(p: argparse.ArgumentParser) -> None:
 
 
 def _add_workers_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--workers", metavar="N", type=int, default=None,
+    p.add_argument("--workers", metavar="N", type=_positive_int, default=None,
                    help="nodes collected at once (default 32)")
+
+
+def _positive_int(text: str) -> int:
+    """argparse type for counts: ``0``, ``-3`` and ``x`` are usage errors, not a hang or a crash."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, found {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, found {value}")
+    return value
 
 
 # ----------------------------------------------------------------------------- commands

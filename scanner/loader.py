@@ -21,7 +21,7 @@ from scanner.conditions import Cond, ConditionError, compile_cond
 from scanner.errors import InputError
 from scanner.model import PackInfo, Severity
 from scanner.policy import POLICY_REFS
-from scanner.yamlsrc import YamlDoc, fmt_path, load_yaml, schema_check
+from scanner.yamlsrc import YamlDoc, decode_yaml, fmt_path, load_yaml, schema_check
 
 SCOPES = ("cluster", "node", "network", "interface", "vm")
 BUILTIN_PACK = "builtin.yaml"
@@ -204,10 +204,7 @@ def load_pack(path: Path, text: str | None = None, display: str | None = None) -
         raw = p.read_bytes()
     else:
         raw = text.encode("utf-8")
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise InputError(path, "not UTF-8 text") from None
+    text = decode_yaml(raw, str(path))
     doc = load_yaml(Path(display or str(path)), text)
     if not isinstance(doc.data, dict) or "lmscan_rules" not in doc.data:
         raise InputError(doc.source, "not an lmscan rule pack: the top level needs 'lmscan_rules: 1' and 'rules:'", "1")

@@ -15,7 +15,7 @@ from typing import Any
 
 from scanner.errors import InputError
 from scanner.normalize import IPNetwork, Network
-from scanner.yamlsrc import YamlDoc, load_yaml, schema_check
+from scanner.yamlsrc import YamlDoc, decode_yaml, load_yaml, read_regular_file, schema_check
 
 UNCLASSIFIED = "unclassified"
 DEFAULT_POLICY_NAME = "default-policy.yaml"
@@ -303,8 +303,8 @@ def load_policy(path: Path | None) -> Policy:
         doc = load_yaml(Path(f"<built-in {DEFAULT_POLICY_NAME}>"), raw.decode("utf-8"))
         return policy_from_doc(doc, default=True, raw=raw)
     p = Path(path)
-    if not p.is_file():
+    if not p.exists():
         raise InputError(p, "policy file not found")
-    raw = p.read_bytes()
-    doc = load_yaml(p)
+    raw = read_regular_file(p)
+    doc = load_yaml(p, decode_yaml(raw, str(p)))
     return policy_from_doc(doc, raw=raw)

@@ -125,6 +125,8 @@ def parse_snapshot(raw: bytes, source: str) -> Snapshot:
         raise InputError(source, f"not JSON: {exc.msg}", f"line {exc.lineno} column {exc.colno}") from None
     except RecursionError:
         raise InputError(source, "JSON nested too deeply") from None
+    except ValueError as exc:     # an integer of more than 4,300 digits (Python's int conversion limit)
+        raise InputError(source, f"not a usable JSON document: {str(exc).split(';')[0]}") from None
     return snapshot_from_document(doc, source)
 
 

@@ -31,7 +31,7 @@ def lmscan(*args: str, cwd: Path | None = None, env: dict[str, str] | None = Non
 
 def assert_one_line_exit_2(p: subprocess.CompletedProcess[str], *fragments: str) -> None:
     assert p.returncode == 2, (p.returncode, p.stderr)
-    assert p.stderr.count("\n") == 1 and p.stderr.startswith("lmscan: error: "), p.stderr
+    assert p.stderr.count("\n") == 1 and p.stderr.startswith(("lmscan: error: ", "lmscan scan: error: ")), p.stderr
     assert "Traceback" not in p.stderr and "internal error" not in p.stderr
     for f in fragments:
         assert f in p.stderr, p.stderr
@@ -121,3 +121,94 @@ def test_item4_same_node_name_in_two_clusters_is_fine(tmp_path):
         f.write_text(json.dumps(doc))
     p = lmscan("scan", "--snapshot", str(a), str(b), "--policy", str(DEMO / "policy.yaml"), "-q")
     assert p.returncode == 1, p.stderr
+
+
+# --- item 7: every bad input is exit 2 with one line ----------------------------------------------
+
+def _alias_bomb(levels: int = 9) -> str:
+    lines = ["a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, levels)]
+    return "\n".join(lines) + f"\nnetworks: *a{levels - 1}\n"
+
+
+YAML_CASES = {
+    "alias-bomb": ("lmscan_policy: 1\n" + _alias_bomb(), "once aliases are expanded"),
+    "self-alias": ("lmscan_policy: 1\nnetworks: &x\n  - *x\n", "an alias refers to a value that contains it"),
+    "month-13": ("lmscan_policy: 1\nwaivers:\n  - {rule: LM001, reason: r, expires: 2027-13-01}\n",
+                 "waivers[0].expires: '2027-13-01' is not a valid date"),
+    "feb-29": ("lmscan_policy: 1\nwaivers:\n  - {rule: LM001, reason: r, expires: 2026-02-29}\n",
+               "'2026-02-29' is not a valid date (day is out of range for month)"),
+    "timestamp-tag": ("lmscan_policy: 1\ndescription: !!timestamp 2024-13-45\n", "is not a valid date"),
+    "int-tag": ("lmscan_policy: 1\ndescription: !!int abc\n", "'abc' is not a valid whole number"),
+    "set-tag": ("lmscan_policy: 1\nhosts: !!set {a, b}\n", "the YAML tag !!set is not supported"),
+    "python-tag": ("lmscan_policy: 1\ndescription: !!python/object:os.system x\n", "is not supported"),
+    "nan": ("lmscan_policy: 1\nhosts: {max_migrations: .nan}\n", "'.nan' is not a finite number"),
+    "inf": ("lmscan_policy: 1\nhosts: {max_migrations: -.inf}\n", "is not a finite number"),
+    "huge-int": ("lmscan_policy: 1\nhosts: {max_migrations: " + "9" * 5000 + "}\n", "not a valid whole number"),
+    "nul": ("lmscan_policy: 1\ndescription: a\x00b\n", "character U+0000 is not allowed"),
+    "deep-flow": ("lmscan_policy: 1\ndescription: " + "[" * 10000 + "]" * 10000 + "\n", "nested too deeply"),
+    "deep-block": ("lmscan_policy: 1\ndescription:\n" + "".join(" " * i + "- \n" for i in range(200)),
+                   "nested"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(YAML_CASES))
+def test_item7_bad_yaml_is_exit_2_with_one_line(tmp_path, name):
+    text, fragment = YAML_CASES[name]
+    f = tmp_path / f"{name}.yaml"
+    f.write_text(text, encoding="utf-8")
+    p = lmscan("rules", "validate", str(f), timeout=60)
+    assert_one_line_exit_2(p, str(f), fragment)
+
+
+def test_item7_utf16_yaml_without_bom_is_read(tmp_path):
+    f = tmp_path / "policy.yaml"
+    f.write_bytes("lmscan_policy: 1\nnetworks:\n  - {class: iscsi, subnets: [10.10.10.0/24]}\n".encode("utf-16-le"))
+    p = lmscan("rules", "validate", str(f))
+    assert p.returncode == 0 and "valid site policy (1 network classes" in p.stdout, p.stderr
+
+
+def test_item7_bad_json_is_exit_2_with_one_line(tmp_path):
+    snap = json.loads((DEMO / "HVCLU22" / "HV22-N1.json").read_text())
+    deep = tmp_path / "deep.json"
+    deep.write_text('{"lmscan_snapshot": 1, "node": "x", "sections": ' + "[" * 10000 + "]" * 10000 + "}")
+    bigint = tmp_path / "bigint.json"
+    bigint.write_text(json.dumps(snap).replace('"Name": "HVCLU22"', '"Name": "HVCLU22", "Id": ' + "9" * 5000, 1))
+    for f, fragment in ((deep, "nested too deeply"), (bigint, "4300 digits")):
+        assert_one_line_exit_2(lmscan("scan", "--snapshot", str(f), "-q"), str(f), fragment)
+
+
+def test_item7_collected_at_year_one_renders_every_report(tmp_path):
+    """``0001-01-01T00:00:00+01:00`` has no UTC time: the HTML report crashed for the whole fleet."""
+    snaps = cluster_copy(tmp_path / "in", "HVCLU22")
+    doc = json.loads((snaps / "HV22-N1.json").read_text())
+    doc["collected_at"] = "0001-01-01T00:00:00+01:00"
+    (snaps / "HV22-N1.json").write_text(json.dumps(doc))
+    out = tmp_path / "out"
+    p = lmscan("scan", "--snapshot", str(snaps), "--policy", str(DEMO / "policy.yaml"), "--out-dir", str(out), "-q")
+    assert p.returncode in (0, 1, 3), p.stderr
+    assert {f.name for f in out.iterdir()} >= {"report.html", "junit.xml", "results.json"}
+
+
+def test_item7_bad_arguments_and_environment_are_exit_2_before_any_work(tmp_path):
+    for args in (["--workers", "0"], ["--workers", "-1"], ["--workers", "x"]):
+        assert_one_line_exit_2(lmscan("scan", "--demo", *args, cwd=tmp_path), "--workers")
+    p = lmscan("scan", "--demo", cwd=tmp_path, env={"LMSCAN_FAIL_ON": "HIGHEST"})
+    assert p.returncode == 2 and "HIGHEST" in p.stderr and not (tmp_path / "lmscan-demo").exists(), p.stderr
+    p = lmscan("scan", "--demo", "-q", cwd=tmp_path, env={"LMSCAN_FAIL_ON": "HIGH"})
+    assert p.returncode == 1, p.stderr     # severities are case-insensitive
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs POSIX FIFOs")
+def test_item7_fifo_inputs_are_refused_without_blocking(tmp_path):
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    assert_one_line_exit_2(lmscan("rules", "validate", str(fifo), timeout=30), "not a regular file")
+    assert_one_line_exit_2(lmscan("scan", "--demo", "-q", "--policy", str(fifo), timeout=30, cwd=tmp_path),
+                           "not a regular file")
+    inv = tmp_path / "inventory.yaml"
+    inv.write_text(f"lmscan_inventory: 1\ndefaults: {{username: u, password_file: {fifo}}}\n"
+                   "clusters:\n  - {name: C, nodes: [hv01.example.test]}\n")
+    assert_one_line_exit_2(lmscan("collect", "--inventory", str(inv), "--out", str(tmp_path / "o"), timeout=30),
+                           "is not a file")
+    assert_one_line_exit_2(lmscan("collect", "--inventory", str(fifo), "--out", str(tmp_path / "o"), timeout=30))

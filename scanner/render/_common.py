@@ -170,9 +170,12 @@ def parse_time(value: str | None) -> datetime | None:
     if text.endswith(("Z", "z")):
         text = text[:-1] + "+00:00"
     try:
-        return datetime.fromisoformat(text)
-    except ValueError:
+        moment = datetime.fromisoformat(text)
+        if moment.tzinfo is not None:
+            moment.astimezone(timezone.utc)     # 0001-01-01T00:00:00+01:00 has no UTC time
+    except (ValueError, OverflowError):
         return None
+    return moment
 
 
 def utc_naive(value: str | None) -> str | None:
