@@ -400,3 +400,15 @@ def test_nightly_config_sends_with_changes_and_stays_quiet_when_nothing_changed(
     results = next((tmp_path / "reports").rglob("results.json"))
     assert main(["mail", "--from-results", str(results), "--config", str(cfg), "--mail-when", "always"]) == 0
     assert len(smtp.messages) == 2
+
+
+def test_a_password_file_others_can_read_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    secret = tmp_path / "smtp-password"
+    secret.write_text(PASSWORD + "\n")
+    secret.chmod(0o644)
+    args = ["scan", "--demo", "--out-dir", str(tmp_path / "out"), "-q", "--mail-to", "a@b.c", "--mail-from", "x@y.z",
+            "--mail-server", "smtp.invalid", "--mail-username", USER, "--mail-password-file", str(secret)]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "can be read by other users; restrict it with: chmod 600" in err and PASSWORD not in err
+    assert not (tmp_path / "out").exists()

@@ -9,6 +9,8 @@ from scanner.pipeline import run_scan
 from scanner.render.digest import render_digest
 from scanner.render.findings import expiring_waivers
 
+from .conftest import HOSTILE_NAME, build_sample
+
 ROOT = Path(__file__).parents[2]
 DEMO = ROOT / "scanner" / "demo"
 
@@ -50,3 +52,10 @@ def test_digest_names_unreachable_nodes_and_starts_with_the_worst() -> None:
     assert body.splitlines()[1].startswith("  CRITICAL LM001 iSCSI networks are excluded")
     assert "<script" not in html.lower() and "<img" not in html.lower() and "<link" not in html.lower()
     assert "display:flex" not in html.replace(" ", "") and "display:grid" not in html.replace(" ", "")
+
+
+def test_field_text_is_escaped_in_html_and_clean_in_text() -> None:
+    html, text = render_digest(build_sample(hostile=True))
+    assert "<script" not in html and "&lt;script&gt;" in html
+    assert HOSTILE_NAME in text                       # plain text shows it as text
+    assert not any(ch in text for ch in "\x1b\x07\x00")
