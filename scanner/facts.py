@@ -14,8 +14,9 @@ from typing import Any
 
 from scanner import sections as sec
 from scanner.model import Status
-from scanner.normalize import (ABSENT, FAILED, OK, UNCOLLECTED, UNREPORTED, Cluster, HostSettings, Interface,
-                               LMSetting, MigrationNetwork, Network, Node, VMResource, carries_lm, effective_order)
+from scanner.normalize import (ABSENT, FAILED, OK, UNCOLLECTED, UNREPORTED, Adapter, Cluster, HostSettings, Interface,
+                               LMSetting, MigrationNetwork, Network, Node, SmbClientInterface, VMResource, carries_lm,
+                               effective_order)
 from scanner.policy import Policy
 
 
@@ -589,3 +590,332 @@ attribute_facts("migration_network", lambda v: v.mn, (
 @fact("migration_network", "class", "class")
 def _mn_class(v: MigrationNetworkView) -> str:
     return v.ctx.policy.classify_subnet(v.mn.network)
+
+
+# ================================================================ adapters, routes and SMB (LM013-LM016, HOST006-HOST007)
+
+def _usable_ip(text: str) -> Any:
+    """An address that can place an interface on a subnet (not link-local, not unspecified)."""
+    import ipaddress
+    try:
+        ip = ipaddress.ip_address(text.split("%", 1)[0])
+    except ValueError:
+        return None
+    return None if ip.is_link_local or ip.is_unspecified or ip.is_loopback else ip
+
+
+class NodeNets:
+    """How one node's adapters map to cluster networks (contracts §1).
+
+    ``ClusterNetworkInterface.AdapterId`` = ``NetAdapter.InterfaceGuid`` (braces and case
+    ignored), else an IP address of the interface (``SmbClientNetworkInterface.IpAddresses``)
+    lying in the network's subnet, or equal to the cluster interface's own address.
+    """
+
+    def __init__(self, cluster: Cluster, node: Node) -> None:
+        from scanner.normalize import short_name
+        d = node.data
+        self.node = node
+        self.ifaces = [i for i in cluster.interfaces if short_name(i.node) == short_name(node.name)]
+        self.by_guid = {i.adapter_id: i for i in self.ifaces if i.adapter_id}
+        self.networks = cluster.networks
+        self.adapters = d.adapters if d else ()
+        self.clients = d.smb_client_interfaces if d else ()
+
+    def adapter(self, index: int | None = None, alias: str = "") -> Adapter | None:
+        for a in self.adapters:
+            if (index is not None and a.index == index) or (alias and a.name.casefold() == alias.casefold()):
+                return a
+        return None
+
+    def client(self, index: int | None = None, alias: str = "") -> SmbClientInterface | None:
+        for c in self.clients:
+            if (index is not None and c.index == index) or (alias and c.name.casefold() == alias.casefold()):
+                return c
+        return None
+
+    def network_of_addresses(self, addresses: tuple[str, ...]) -> tuple[Network | None, bool]:
+        """(network, known): the cluster network one of ``addresses`` lies in."""
+        ips = [ip for ip in (_usable_ip(a) for a in addresses) if ip is not None]
+        for i in self.ifaces:
+            if any(_usable_ip(a) in ips for a in i.addresses):
+                return next((n for n in self.networks if n.id == i.network_id), None), True
+        for n in self.networks:
+            if any(ip.version == s.version and ip in s for ip in ips for s in n.subnets):
+                return n, True
+        return None, bool(ips)
+
+    def network_of(self, index: int | None = None, alias: str = "") -> tuple[Network | None, bool]:
+        """(network, known) of the local interface with ``index`` or ``alias``.
+
+        ``known`` is False when nothing reported lets the interface be placed; a known
+        ``None`` means it is on no cluster network.
+        """
+        a = self.adapter(index, alias)
+        if a is not None and a.guid in self.by_guid:
+            nid = self.by_guid[a.guid].network_id
+            return next((n for n in self.networks if n.id == nid), None), True
+        c = self.client(index if index is not None else (a.index if a else None), alias)
+        if c is not None:
+            net, known = self.network_of_addresses(c.addresses)
+            if known:
+                return net, True
+        if a is not None and self.by_guid:
+            return None, True    # a known adapter whose Guid no cluster interface has
+        return None, False
+
+    def adapter_of(self, iface: Interface) -> Adapter | None:
+        """The NetAdapter behind a cluster interface: by Guid, else by a shared IP address."""
+        if iface.adapter_id:
+            for a in self.adapters:
+                if a.guid == iface.adapter_id:
+                    return a
+        ips = [ip for ip in (_usable_ip(x) for x in iface.addresses) if ip is not None]
+        for c in self.clients:
+            if any(_usable_ip(x) in ips for x in c.addresses):
+                return self.adapter(c.index)
+        return None
+
+
+def _node_nets(v: View, node: Node) -> NodeNets:
+    key = f"_nodenets/{node.name}"
+    hit = v.ctx._cache.get(key)
+    if hit is None:
+        hit = v.ctx._cache[key] = NodeNets(v.ctx.cluster, node)
+    return hit
+
+
+def _node_section(node: Node, section: str, legacy: bool) -> Unavailable | None:
+    """Why ``section`` cannot be used on ``node``, or None when it was reported."""
+    if not node.collected:
+        return Unavailable(Status.ERROR, f"node {node.name} was not collected: {node.error}")
+    state = node.section_state(section)
+    if state == OK:
+        return None
+    return unavailable(section, state, node.section_error(section), legacy, f" on {node.name}")
+
+
+def _settle(found: Any, problems: list[Unavailable], proven: bool) -> Any:
+    """A finding that is proven stands; otherwise the first error, else the first skip, is raised."""
+    if proven or not problems:
+        return found
+    errors = [p for p in problems if p.status is Status.ERROR]
+    raise (errors or problems)[0]
+
+
+@fact("network", "mtu_by_node", "MTU (NetAdapter.MtuSize) of each node's adapter on the network")
+def _n_mtu(v: NetworkView) -> dict[str, int | None]:
+    from scanner.normalize import short_name
+    v.ctx.need("ClusterNetworkInterface")
+    if v.ctx.cluster.section_state("NetAdapter") != OK:
+        v.ctx.need("NetAdapter")
+    out: dict[str, int | None] = {}
+    problems: list[Unavailable] = []
+    legacy = v.ctx.cluster.legacy
+    for node in v.ctx.cluster.nodes:
+        ifaces = [i for i in v.ctx.cluster.interfaces
+                  if i.network_id == v.network.id and short_name(i.node) == short_name(node.name)]
+        if not ifaces:
+            continue
+        why = _node_section(node, "NetAdapter", legacy)
+        if why is not None:
+            problems.append(why)
+            continue
+        nets = _node_nets(v, node)
+        for i in ifaces:
+            a = nets.adapter_of(i)
+            if a is None:
+                problems.append(Unavailable(Status.ERROR, f"no NetAdapter of {node.name} matches its interface "
+                                                          f"{i.name or i.adapter} (AdapterId {i.adapter_id or 'none'})"))
+            else:
+                out[node.name] = a.mtu
+    return _settle(out, problems, len({m for m in out.values()}) > 1)  # type: ignore[no-any-return]
+
+
+@fact("network", "default_route_hosts", "default routes through the network: node, prefix, interface, next hop")
+def _n_default_route_hosts(v: NetworkView) -> list[dict[str, str]]:
+    if v.ctx.cluster.section_state("DefaultRoute") != OK:
+        v.ctx.need("DefaultRoute")
+    found: list[dict[str, str]] = []
+    problems: list[Unavailable] = []
+    legacy = v.ctx.cluster.legacy
+    for node in v.ctx.cluster.nodes:
+        why = _node_section(node, "DefaultRoute", legacy)
+        if why is not None:
+            problems.append(why)
+            continue
+        nets = _node_nets(v, node)
+        for r in node.data.default_routes if node.data else ():
+            if not r.has_gateway:
+                continue
+            net, known = nets.network_of(r.index, r.alias)
+            if not known:
+                problems.append(Unavailable(Status.ERROR, f"the default route of {node.name} via "
+                                            f"{r.alias or r.index} cannot be placed on a network (no NetAdapter "
+                                            "or SmbClientNetworkInterface reports that interface)"))
+            elif net is not None and net.id == v.network.id:
+                found.append({"node": node.name, "prefix": r.prefix, "interface": r.alias or str(r.index),
+                              "next_hop": r.next_hop})
+    return _settle(found, problems, bool(found))  # type: ignore[no-any-return]
+
+
+@fact("network", "default_route_nodes", "nodes with a default route through an interface on the network")
+def _n_default_routes(v: NetworkView) -> list[str]:
+    return [f"{r['node']} ({r['prefix']} via {r['next_hop']} on {r['interface']})"
+            for r in v.get("default_route_hosts")]
+
+
+def _node_data(v: NodeView) -> Any:
+    if v.node.data is None:
+        raise Unavailable(Status.ERROR, f"node {v.node.name} was not collected: {v.node.error}")
+    return v.node.data
+
+
+@fact("node", "smb_migration", "live migration uses SMB (host option, or a Network ATC override)")
+def _nd_smb(v: NodeView) -> bool:
+    _node_data(v)
+    # The ATC override is cluster-wide: any node that reports it speaks for all.
+    if any((n.data.atc_performance_option or "").casefold() == "smb" for n in v.ctx.cluster.collected_nodes() if n.data):
+        return True
+    return (_host(v).performance_option or "").casefold() == "smb"
+
+
+@fact("node", "lm_bandwidth_limit", "bandwidth limit for SMB live migration (none: not set)")
+def _nd_bw(v: NodeView) -> str | None:
+    d = _node_data(v)
+    c = v.ctx.cluster
+    gbps = max((n.data.atc_smb_bandwidth_gbps or 0 for n in c.collected_nodes() if n.data), default=0)
+    if gbps > 0:
+        return f"Network ATC MaximumSMBMigrationBandwidthInGbps {gbps}"
+    state = v.node.section_state("SmbBandwidthLimit")
+    if state == OK and d.smb_bandwidth_limit:
+        return f"SMB bandwidth limit for LiveMigration {d.smb_bandwidth_limit} bytes/s"
+    # The cluster's automatic limit (WS2022+) works through the SMB Bandwidth Limit feature:
+    # it does not limit anything where the collector saw that feature is not installed.
+    if d.cluster_smb_limit and state != ABSENT:
+        return "the cluster sets the SMB bandwidth limit (SetSMBBandwidthLimit = 1)"
+    if state in (OK, ABSENT):
+        return None
+    v.need("SmbBandwidthLimit")
+    return None
+
+
+def _policy_allowed(v: View, net: Network | None) -> bool:
+    return net is not None and v.ctx.policy.classify(net) in set(v.ctx.policy.allowed)
+
+
+def _net_label(v: View, net: Network | None) -> str:
+    return f"{net.name} ({v.ctx.policy.classify(net)})" if net is not None else "no cluster network"
+
+
+@fact("node", "smb_multichannel_problems", "SMB paths live migration could take outside the allowed networks")
+def _nd_smb_mc(v: NodeView) -> list[str]:
+    from scanner.normalize import match_member, short_name
+    d = _node_data(v)
+    v.ctx.need("ClusterNetwork", "ClusterNetworkInterface")
+    nets = _node_nets(v, v.node)
+    problems: list[Unavailable] = []
+    findings: list[str] = []
+    legacy = v.ctx.cluster.legacy
+    # 1. Multichannel constraints: every other node reached only over allowed networks.
+    why = _node_section(v.node, "SmbMultichannelConstraint", legacy)
+    if why is None:
+        others = [n.name for n in v.ctx.cluster.nodes if short_name(n.name) != short_name(v.node.name)]
+        bad: list[str] = []
+        for other in others:
+            rows = [c for c in d.smb_constraints if match_member([c.server], [other])]
+            if not rows:
+                bad.append(f"no SMB Multichannel constraint for {other}")
+            for c in rows:
+                net, known = nets.network_of(c.index, c.alias)
+                if not known:
+                    problems.append(Unavailable(Status.ERROR, f"the constraint to {c.server} names interface "
+                                                f"{c.alias or c.index}, which no NetAdapter reports"))
+                elif not _policy_allowed(v, net):
+                    bad.append(f"constraint to {c.server} allows {c.alias or c.index} on {_net_label(v, net)}")
+        if not bad and not problems:
+            return []
+        findings += bad
+    else:
+        problems.append(why)
+    # 2. Or every interface the SMB client may use is on an allowed network.
+    why = _node_section(v.node, "SmbClientNetworkInterface", legacy)
+    if why is None:
+        bad = []
+        for c in d.smb_client_interfaces:
+            net, known = nets.network_of_addresses(c.addresses)
+            if not known:
+                continue    # no usable address: SMB cannot use the interface
+            if not _policy_allowed(v, net):
+                bad.append(f"SMB client interface {c.name or c.index} on {_net_label(v, net)}")
+        if not bad:
+            return []
+        findings += bad
+    else:
+        problems.append(why)
+    # A failed branch leaves the other unproven: both must have been read to fail.
+    return _settle(findings, problems, not problems)  # type: ignore[no-any-return]
+
+
+SPN_SERVICES = ("cifs", "Microsoft Virtual System Migration Service")
+
+
+@fact("node", "other_nodes", "the other nodes of the cluster")
+def _nd_others(v: NodeView) -> list[str]:
+    from scanner.normalize import short_name
+    return [n.name for n in v.ctx.cluster.nodes if short_name(n.name) != short_name(v.node.name)]
+
+
+@fact("node", "lm_adapter_aliases", "names of this node's adapters on allowed networks that carry live migration")
+def _nd_lm_aliases(v: NodeView) -> list[str]:
+    nets = _node_nets(v, v.node)
+    out = []
+    for i in nets.ifaces:
+        net = v.ctx.cluster.network_by_id(i.network_id)
+        a = nets.adapter_of(i)
+        if a is not None and a.name and _policy_allowed(v, net) and net is not None and v.ctx.carries(net):
+            out.append(a.name)
+    return sorted(set(out), key=str.casefold)
+
+
+@fact("node", "delegation_missing", "constrained delegation entries (SPNs) the computer account lacks")
+def _nd_deleg(v: NodeView) -> list[str]:
+    from scanner.normalize import short_name
+    v.need("ComputerAccountDelegation")
+    d = _node_data(v)
+    have: set[tuple[str, str]] = set()
+    for spn in d.delegation.allowed_to if d.delegation else ():
+        service, _, host = spn.partition("/")
+        have.add((service.strip().casefold(), short_name(host.split(":", 1)[0])))
+    missing = []
+    for n in v.ctx.cluster.nodes:
+        if short_name(n.name) == short_name(v.node.name):
+            continue
+        for service in SPN_SERVICES:
+            if (service.casefold(), short_name(n.name)) not in have:
+                missing.append(f"{service}/{n.name}")
+    return missing
+
+
+@fact("node", "delegation_to_add", "SPNs to add to msDS-AllowedToDelegateTo (short name and FQDN)")
+def _nd_deleg_add(v: NodeView) -> list[str]:
+    domain = next((n.data.domain for n in v.ctx.cluster.collected_nodes() if n.data and n.data.domain), "")
+    out = []
+    for spn in v.get("delegation_missing"):
+        out.append(spn)
+        if domain and "." not in spn.split("/", 1)[1]:
+            out.append(f"{spn}.{domain}")
+    return out
+
+
+@fact("node", "credential_guard", "Credential Guard runs (DeviceGuard.SecurityServicesRunning contains 1)")
+def _nd_cg(v: NodeView) -> bool:
+    v.need("DeviceGuard")
+    return bool(_node_data(v).credential_guard)
+
+
+@fact("node", "credssp_under_credential_guard", "CredSSP migration authentication while Credential Guard runs")
+def _nd_credssp_cg(v: NodeView) -> bool:
+    if (_host(v).authentication or "").casefold() != "credssp":
+        return False
+    return bool(v.get("credential_guard"))

@@ -59,6 +59,64 @@ class Interface:
     adapter: str
     address: str
     state: str
+    adapter_id: str = ""                  # the NetAdapter's InterfaceGuid (braces and case dropped)
+    addresses: tuple[str, ...] = ()       # Address, Ipv4Addresses and Ipv6Addresses
+
+
+@dataclass(frozen=True, slots=True)
+class Adapter:
+    """A network adapter of the node (``Get-NetAdapter``)."""
+
+    name: str
+    description: str
+    guid: str
+    index: int | None
+    status: str
+    mtu: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """A default route of the node (``Get-NetRoute -DestinationPrefix 0.0.0.0/0, ::/0``)."""
+
+    index: int | None
+    alias: str
+    prefix: str
+    next_hop: str
+
+    @property
+    def has_gateway(self) -> bool:
+        """An on-link route (next hop 0.0.0.0 or ::) leads nowhere beyond the subnet."""
+        try:
+            return not ipaddress.ip_address(self.next_hop).is_unspecified
+        except ValueError:
+            return bool(self.next_hop)
+
+
+@dataclass(frozen=True, slots=True)
+class SmbConstraint:
+    """``Get-SmbMultichannelConstraint``: SMB to ``server`` only over this local interface."""
+
+    server: str
+    alias: str
+    index: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class SmbClientInterface:
+    """``Get-SmbClientNetworkInterface``: an interface the SMB client may use."""
+
+    index: int | None
+    name: str
+    addresses: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Delegation:
+    """The node's computer account in AD: where it may delegate to (constrained delegation)."""
+
+    allowed_to: tuple[str, ...]
+    trusted_to_auth: bool | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +197,16 @@ class NodeData:
     intents: tuple[str, ...] = ()
     atc_lm_selection: Any = None
     smb_bandwidth_limit: int | None = None
+    cluster_smb_limit: bool | None = None        # Cluster.SetSMBBandwidthLimit (WS2022+)
+    atc_performance_option: str | None = None    # NetIntentGlobalOverrides
+    atc_smb_bandwidth_gbps: int | None = None
+    adapters: tuple[Adapter, ...] = ()
+    default_routes: tuple[Route, ...] = ()
+    smb_constraints: tuple[SmbConstraint, ...] = ()
+    smb_client_interfaces: tuple[SmbClientInterface, ...] = ()
+    delegation: Delegation | None = None
+    credential_guard: bool | None = None         # DeviceGuard.SecurityServicesRunning contains 1
+    domain: str = ""                             # Cluster.Domain
 
     def state(self, section: str) -> str:
         return self.sections.get(section, MISSING)
@@ -293,10 +361,15 @@ def parse_interfaces(section: Any, networks: Sequence[Network], only_node: str |
         node = v.text(raw)
         net_name = v.text(P(o, "Network"))
         nid = v.norm_id(P(o, "NetworkId")) or by_name.get(net_name.casefold(), "")
+        address = v.text(P(o, "Address"))
+        addrs = [address] if address else []
+        for key in ("Ipv4Addresses", "Ipv6Addresses"):
+            addrs += [a for a in (v.text(x) for x in v.as_list(P(o, key))) if a and a not in addrs]
         out.append(Interface(
             name=v.text(P(o, "Name")), node=node, network=net_name,
-            network_id=nid, adapter=v.text(P(o, "Adapter")), address=v.text(P(o, "Address")),
+            network_id=nid, adapter=v.text(P(o, "Adapter")), address=address,
             state=v.as_enum(P(o, "State"), v.INTERFACE_STATE) or "Unknown",
+            adapter_id=v.norm_id(P(o, "AdapterId")), addresses=tuple(addrs),
         ))
     return tuple(out)
 
@@ -347,6 +420,62 @@ def parse_migration_networks(section: Any) -> tuple[MigrationNetwork, ...]:
             net = None
         out.append(MigrationNetwork(subnet=subnet, priority=v.as_int(P(o, "Priority")), network=net))
     return tuple(sorted(out, key=lambda m: (m.priority if m.priority is not None else 1 << 31, m.subnet)))
+
+
+def parse_adapters(section: Any) -> tuple[Adapter, ...]:
+    return tuple(Adapter(name=v.text(P(o, "Name")), description=v.text(P(o, "InterfaceDescription")),
+                         guid=v.norm_id(P(o, "InterfaceGuid")), index=v.as_int(P(o, "InterfaceIndex")),
+                         status=v.text(P(o, "Status")), mtu=v.as_int(P(o, "MtuSize")))
+                 for o in v.as_objects(section))
+
+
+def parse_routes(section: Any) -> tuple[Route, ...]:
+    return tuple(Route(index=v.as_int(P(o, "InterfaceIndex")), alias=v.text(P(o, "InterfaceAlias")),
+                       prefix=v.text(P(o, "DestinationPrefix")), next_hop=v.text(P(o, "NextHop")))
+                 for o in v.as_objects(section))
+
+
+def parse_smb_constraints(section: Any) -> tuple[SmbConstraint, ...]:
+    return tuple(SmbConstraint(server=v.text(P(o, "ServerName")), alias=v.text(P(o, "InterfaceAlias")),
+                               index=v.as_int(P(o, "InterfaceIndex")))
+                 for o in v.as_objects(section))
+
+
+def parse_smb_clients(section: Any) -> tuple[SmbClientInterface, ...]:
+    return tuple(SmbClientInterface(index=v.as_int(P(o, "InterfaceIndex")), name=v.text(P(o, "FriendlyName")),
+                                    addresses=tuple(a for a in (v.text(x) for x in v.as_list(P(o, "IpAddresses")))
+                                                    if a))
+                 for o in v.as_objects(section))
+
+
+def parse_delegation(section: Any) -> Delegation | None:
+    o = v.as_object(section)
+    if o is None:
+        return None
+    return Delegation(allowed_to=tuple(t for t in (v.text(x) for x in v.as_list(P(o, "AllowedToDelegateTo"))) if t),
+                      trusted_to_auth=v.as_bool(P(o, "TrustedToAuthForDelegation")))
+
+
+def parse_credential_guard(section: Any) -> bool | None:
+    """Credential Guard runs when ``SecurityServicesRunning`` contains 1 (Win32_DeviceGuard)."""
+    o = v.as_object(section)
+    if o is None:
+        return None
+    return any(v.as_int(x) == 1 for x in v.as_list(P(o, "SecurityServicesRunning")))
+
+
+def smb_live_migration_limit(section: Any) -> int | None:
+    """The LiveMigration category's BytesPerSecond; 0 when the category has no limit.
+
+    ``Get-SmbBandwidthLimit`` prints nothing when no limit is set, so an empty section is
+    "no limit", not an error. The category is matched on its name: the documented numbers
+    disagree (research/domain.md §7).
+    """
+    limit = 0
+    for o in v.as_objects(section):
+        if v.text(P(o, "Category")).casefold() in ("livemigration", "live migration", ""):
+            limit = max(limit, v.as_int(P(o, "BytesPerSecond")) or 0)
+    return limit
 
 
 # --------------------------------------------------------------------------- node names
@@ -491,10 +620,7 @@ def reduce_snapshot(snap: Snapshot, keep_all_interfaces: bool = False,
     cluster_obj = v.as_object(snap.section("Cluster"))
     intents = tuple(v.text(P(o, "IntentName")) or "(unnamed)" for o in v.as_objects(snap.section("NetIntent")))
     overrides = v.as_object(snap.section("NetIntentGlobalOverrides"))
-    smb = None
-    for o in v.as_objects(snap.section("SmbBandwidthLimit")):
-        if v.text(P(o, "Category")).casefold() in ("livemigration", "2", ""):
-            smb = v.as_int(P(o, "BytesPerSecond"))
+    smb = smb_live_migration_limit(snap.section("SmbBandwidthLimit")) if has("SmbBandwidthLimit") else None
     return NodeData(
         node=snap.node, source=snap.source, collected_at=v.as_date(snap.collected_at),
         cluster_name=snap.cluster_name(), sections=sections, errors=errors, members=members, os=os_text,
@@ -510,6 +636,17 @@ def reduce_snapshot(snap: Snapshot, keep_all_interfaces: bool = False,
         intents=intents,
         atc_lm_selection=P(overrides, "EnableLiveMigrationNetworkSelection") if overrides else None,
         smb_bandwidth_limit=smb,
+        cluster_smb_limit=v.as_bool(P(cluster_obj, "SetSMBBandwidthLimit")) if cluster_obj else None,
+        atc_performance_option=v.as_enum(P(overrides, "VirtualMachineMigrationPerformanceOption"), v.MIGRATION_PERF)
+        if overrides else None,
+        atc_smb_bandwidth_gbps=v.as_int(P(overrides, "MaximumSMBMigrationBandwidthInGbps")) if overrides else None,
+        adapters=parse_adapters(snap.section("NetAdapter")),
+        default_routes=parse_routes(snap.section("DefaultRoute")),
+        smb_constraints=parse_smb_constraints(snap.section("SmbMultichannelConstraint")),
+        smb_client_interfaces=parse_smb_clients(snap.section("SmbClientNetworkInterface")),
+        delegation=parse_delegation(snap.section("ComputerAccountDelegation")),
+        credential_guard=parse_credential_guard(snap.section("DeviceGuard")),
+        domain=v.text(P(cluster_obj, "Domain")) if cluster_obj else "",
     )
 
 

@@ -78,4 +78,19 @@ def test_condition_errors(tmp_path, condition, fragment):
 
 def test_builtin_pack_has_every_contract_rule():
     ids = [r.id for r in load_ruleset(None).rules]
-    assert ids == [f"LM{i:03d}" for i in range(1, 13)] + [f"HOST{i:03d}" for i in range(1, 6)]
+    assert ids == [f"LM{i:03d}" for i in range(1, 17)] + [f"HOST{i:03d}" for i in range(1, 8)]
+
+
+def test_readme_says_what_every_builtin_rule_needs_on_the_node():
+    import re
+    from pathlib import Path as _Path
+
+    readme = (_Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    table = readme.split("### What each rule needs on the node", 1)[1].split("\n## ", 1)[0]
+    covered: set[str] = set()
+    for cell in re.findall(r"^\| ([A-Z0-9-]+) \|", table, re.M):
+        m = re.fullmatch(r"([A-Z]+)(\d{3})(?:-\1(\d{3}))?", cell)
+        assert m, cell
+        first, last = int(m.group(2)), int(m.group(3) or m.group(2))
+        covered |= {f"{m.group(1)}{i:03d}" for i in range(first, last + 1)}
+    assert covered == {r.id for r in load_ruleset(None).rules}

@@ -20,8 +20,11 @@ SHARED_POLICY = DATA / "policy.yaml"
 #: Built-in rule ids of contracts §4.
 BUILTIN_RULES = (
     "LM001", "LM002", "LM003", "LM004", "LM005", "LM006", "LM007", "LM008", "LM009", "LM010",
-    "LM011", "LM012", "HOST001", "HOST002", "HOST003", "HOST004", "HOST005",
+    "LM011", "LM012", "LM013", "LM014", "LM015", "LM016",
+    "HOST001", "HOST002", "HOST003", "HOST004", "HOST005", "HOST006", "HOST007",
 )
+#: Rules added with contracts §4 as amended: each also has skip and error cases.
+NEW_RULES = {"LM013", "LM014", "LM015", "LM016", "HOST006", "HOST007"}
 #: Rules that cannot fail by contract: LM012 is informational (pass with a message, or skip).
 NEVER_FAIL = {"LM012"}
 STATUSES = {"pass", "fail", "error", "skip", "waived"}
@@ -78,6 +81,8 @@ def test_every_builtin_rule_has_pass_and_fail_cases() -> None:
     for rule in BUILTIN_RULES:
         outcomes = {n.split(".", 1)[1].split("-", 1)[0] for n in names if n.split(".", 1)[0] == rule}
         needed = {"pass", "skip"} if rule in NEVER_FAIL else {"pass", "fail"}
+        if rule in NEW_RULES:
+            needed |= {"skip", "error"}
         missing += [f"{rule}.{o}" for o in sorted(needed - outcomes)]
     assert not missing, f"case directories missing for: {', '.join(missing)}"
 
@@ -118,5 +123,9 @@ def test_demo_tells_its_story() -> None:
         ("HVCLU19", "HOST002", "HV19-N3", "fail"),
         ("AZLCLU01", "LM004", "Cluster Network 2", "fail"),  # partitioned BMC network
         ("AZLCLU01", "LM010", "AZLCLU01", "error"),     # AZL-N04 not collected
+        ("AZLCLU01", "LM014", "AZL-N01", "fail"),       # SMB Multichannel not constrained
+        ("HVCLU19", "LM015", "LiveMigration", "fail"),  # jumbo frames forgotten on HV19-N3
+        ("HVCLU19", "LM016", "LiveMigration", "fail"),  # a default gateway on the LM network
+        ("HVCLU19", "HOST006", "HV19-N4", "fail"),      # no delegation of the migration service
     } <= bad
     assert not {b for b in bad if b[0] == "HVCLU22"}, "the 2022 cluster is the clean one"

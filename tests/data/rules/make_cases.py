@@ -935,6 +935,378 @@ def _() -> Case:
     return Case(build(legacy()), [clu("skip", "HVCLU08")], "No Hyper-V host settings on 2008 R2.")
 
 
+# --------------------------------------------------------------------------- sections of the amended §1
+
+JUMBO = 9014
+
+
+def if_index(t: Topo, n: Net) -> int:
+    return 11 + t.nets.index(n)
+
+
+def extras(t: Topo, docs: Docs, mtu: dict[tuple[str, str], int] | None = None) -> Docs:
+    """Add NetAdapter, DefaultRoute, SMB, delegation and Device Guard sections, all "healthy".
+
+    Adapters are named after their network; InterfaceGuid is the interface's AdapterId in braces,
+    as Get-NetAdapter prints it. The default route goes through Management; SMB to each other
+    node is constrained to the LiveMigration adapter; the computer account may delegate to every
+    other node; Credential Guard runs.
+    """
+    mtu = mtu or {}
+    for node, d in docs.items():
+        i = t.nodes.index(node) + 1
+        others = [o for o in t.nodes + t.absent if o != node]
+        s = d["sections"]
+        s["NetAdapter"] = [
+            {"Name": n.name, "InterfaceDescription": f"Intel(R) Ethernet Controller X710 #{t.nets.index(n) + 1}",
+             "InterfaceGuid": "{" + gid(t.name, node, n.name).upper() + "}", "InterfaceIndex": if_index(t, n),
+             "Status": "Up", "MtuSize": mtu.get((node, n.name), JUMBO if n.name in ("LiveMigration", "Cluster") else 1514),
+             "LinkSpeed": "10 Gbps"} for n in t.nets]
+        s["SmbClientNetworkInterface"] = [
+            {"InterfaceIndex": if_index(t, n), "FriendlyName": n.name,
+             "IpAddresses": [a for a in host_address(n, i) if a] + [f"fe80::1:{i}"], "RdmaCapable": False,
+             "LinkSpeed": 10000000000} for n in t.nets]
+        mgmt = next((n for n in t.nets if n.name == "Management"), None)
+        s["DefaultRoute"] = [] if mgmt is None else [
+            {"InterfaceIndex": if_index(t, mgmt), "InterfaceAlias": "Management", "DestinationPrefix": "0.0.0.0/0",
+             "NextHop": "192.168.10.1"}]
+        lmnet = next((n for n in t.nets if n.name == "LiveMigration"), None)
+        s["SmbMultichannelConstraint"] = [] if lmnet is None else [
+            {"ServerName": o, "InterfaceAlias": "LiveMigration", "InterfaceIndex": if_index(t, lmnet)} for o in others]
+        s["ComputerAccountDelegation"] = {
+            "AllowedToDelegateTo": [f"{svc}/{o}{suffix}" for o in others for svc in
+                                    ("cifs", "Microsoft Virtual System Migration Service") for suffix in ("", ".contoso.com")],
+            "TrustedToAuthForDelegation": False}
+        s["DeviceGuard"] = {"SecurityServicesConfigured": [1, 2], "SecurityServicesRunning": [1, 2]}
+    return docs
+
+
+def smb_limit(docs: Docs, limit: int | None) -> Docs:
+    """The LiveMigration SMB bandwidth limit on every node; None: no limit set (empty output)."""
+    set_all(docs, "SmbBandwidthLimit", [] if limit is None else [{"Category": "LiveMigration", "BytesPerSecond": limit}])
+    return docs
+
+
+def full(t: Topo, mtu: dict[tuple[str, str], int] | None = None) -> Docs:
+    return extras(t, build(t), mtu)
+
+
+def nodes2(status1: str, status2: str) -> list[Row]:
+    return [node("HV01", status1), node("HV02", status2)]
+
+
+# LM013 SMB bandwidth limit
+
+@case("LM013.pass")
+def _() -> Case:
+    return Case(smb_limit(full(std()), 786432000), nodes2("pass", "pass"),
+                "SMB performance option with Set-SmbBandwidthLimit -Category LiveMigration 750MB on both nodes.")
+
+
+@case("LM013.pass-cluster-automatic")
+def _() -> Case:
+    docs = smb_limit(full(std(os="2022", max_parallel=1)), None)
+    return Case(docs, nodes2("pass", "pass"),
+                "WS2022: no explicit limit (Get-SmbBandwidthLimit prints nothing), but the cluster sets it "
+                "(SetSMBBandwidthLimit = 1) and FS-SMBBW is installed.")
+
+
+@case("LM013.pass-atc-override")
+def _() -> Case:
+    docs = full(std())
+    drop(docs, "SmbBandwidthLimit")
+    set_all(docs, "NetIntent", [{"IntentName": "compute_storage", "IsComputeIntentSet": True}])
+    set_all(docs, "NetIntentGlobalOverrides", {"VirtualMachineMigrationPerformanceOption": "SMB",
+                                               "MaximumSMBMigrationBandwidthInGbps": 5})
+    return Case(docs, nodes2("pass", "pass"), "Network ATC override: SMB with MaximumSMBMigrationBandwidthInGbps 5.")
+
+
+@case("LM013.fail")
+def _() -> Case:
+    return Case(smb_limit(full(std()), None), nodes2("fail", "fail"),
+                "SMB performance option, FS-SMBBW installed but no LiveMigration limit (empty list), and no "
+                "cluster or ATC limit.")
+
+
+@case("LM013.fail-feature-absent")
+def _() -> Case:
+    docs = full(std(os="2022", max_parallel=1))
+    for d in docs.values():
+        d["absent"] = {"SmbBandwidthLimit": "SMB Bandwidth Limit feature (FS-SMBBW) not installed"}
+    return Case(docs, nodes2("fail", "fail"),
+                "SetSMBBandwidthLimit = 1, but the SMB Bandwidth Limit feature is not installed, so nothing "
+                "limits live migration (research/domain.md §3.4).")
+
+
+@case("LM013.skip-not-smb")
+def _() -> Case:
+    t = std(hosts={n: Host(perf=1) for n in ("HV01", "HV02")})
+    return Case(smb_limit(full(t), None), nodes2("skip", "skip"), "Compression: the SMB limit does not matter.")
+
+
+@case("LM013.error-section-failed")
+def _() -> Case:
+    docs = smb_limit(full(std()), None)
+    fail(docs, "SmbBandwidthLimit", "Get-SmbBandwidthLimit : Access is denied.", ["HV02"])
+    return Case(docs, nodes2("fail", "error"), "HV01 has no limit; on HV02 it could not be read.")
+
+
+# LM014 SMB Multichannel constraints
+
+@case("LM014.pass")
+def _() -> Case:
+    return Case(full(std()), nodes2("pass", "pass"),
+                "SMB to the other node is constrained to the LiveMigration adapter on both nodes.")
+
+
+@case("LM014.pass-client-interfaces")
+def _() -> Case:
+    t = std()
+    docs = full(t)
+    for d in docs.values():
+        s = d["sections"]
+        s["SmbMultichannelConstraint"] = []
+        s["SmbClientNetworkInterface"] = [c for c in s["SmbClientNetworkInterface"]
+                                          if c["FriendlyName"] in ("LiveMigration", "Cluster")]
+    return Case(docs, nodes2("pass", "pass"),
+                "No constraints, but the SMB client only has interfaces on LiveMigration and Cluster (allowed).")
+
+
+@case("LM014.fail")
+def _() -> Case:
+    docs = full(std())
+    sections(docs, "HV02")["SmbMultichannelConstraint"] = []
+    sections(docs, "HV01")["SmbMultichannelConstraint"][0]["InterfaceAlias"] = "Management"
+    sections(docs, "HV01")["SmbMultichannelConstraint"][0]["InterfaceIndex"] = if_index(std(), MGMT)
+    return Case(docs, nodes2("fail", "fail"),
+                "HV01's constraint to HV02 names the Management adapter; HV02 has no constraints and its SMB "
+                "client interfaces include Management and iSCSI.")
+
+
+@case("LM014.skip-not-smb")
+def _() -> Case:
+    t = std(hosts={n: Host(perf=0) for n in ("HV01", "HV02")})
+    return Case(full(t), nodes2("skip", "skip"), "TCP/IP option: SMB Multichannel is not used for live migration.")
+
+
+@case("LM014.skip-not-reported")
+def _() -> Case:
+    docs = drop(build(std()), "SmbMultichannelConstraint", "SmbClientNetworkInterface")
+    return Case(docs, nodes2("skip", "skip"),
+                "SMB option, but the snapshots come from a collector without the SMB sections (optional).")
+
+
+@case("LM014.error-section-failed")
+def _() -> Case:
+    docs = full(std())
+    sections(docs, "HV02")["SmbClientNetworkInterface"] = sections(docs, "HV02")["SmbClientNetworkInterface"][:1]
+    fail(docs, "SmbMultichannelConstraint", "Get-SmbMultichannelConstraint : Access is denied.", ["HV02"])
+    return Case(docs, nodes2("pass", "error"),
+                "HV02: constraints could not be read and its SMB client has a Management interface, so "
+                "nothing proves or disproves the restriction.")
+
+
+# LM015 MTU
+
+@case("LM015.pass")
+def _() -> Case:
+    return Case(full(std()), [net("Cluster", "pass"), net("LiveMigration", "pass")],
+                "Jumbo frames (9014) on both nodes on both networks that carry LM.")
+
+
+@case("LM015.pass-ip-mapping")
+def _() -> Case:
+    docs = full(std())
+    for d in docs.values():
+        for i in d["sections"]["ClusterNetworkInterface"]:
+            i["AdapterId"] = None
+    return Case(docs, [net("Cluster", "pass"), net("LiveMigration", "pass")],
+                "No AdapterId: adapters are found through the SMB client interfaces' IP addresses.")
+
+
+@case("LM015.fail")
+def _() -> Case:
+    docs = full(std(), {("HV02", "LiveMigration"): 1514})
+    return Case(docs, [net("Cluster", "pass"), net("LiveMigration", "fail")],
+                "HV02's LiveMigration adapter has MTU 1514, HV01's 9014.")
+
+
+@case("LM015.skip-no-netadapter")
+def _() -> Case:
+    return Case(build(std()), [net("Cluster", "skip"), net("LiveMigration", "skip")],
+                "No NetAdapter section (an older collector): MTU cannot be compared.")
+
+
+@case("LM015.error-section-failed")
+def _() -> Case:
+    docs = full(std())
+    fail(docs, "NetAdapter", "Get-NetAdapter : Invalid class", ["HV02"])
+    return Case(docs, [net("Cluster", "error"), net("LiveMigration", "error")],
+                "HV02's adapters could not be read: the MTUs cannot be compared.")
+
+
+# LM016 default gateway on a preferred network
+
+@case("LM016.pass")
+def _() -> Case:
+    return Case(full(std()), [net("LiveMigration", "pass")], "The only default route goes through Management.")
+
+
+@case("LM016.fail")
+def _() -> Case:
+    t = std()
+    docs = full(t)
+    sections(docs, "HV02")["DefaultRoute"].append(
+        {"InterfaceIndex": if_index(t, LMN), "InterfaceAlias": "LiveMigration", "DestinationPrefix": "0.0.0.0/0",
+         "NextHop": "10.20.0.1"})
+    return Case(docs, [net("LiveMigration", "fail")], "HV02 has a second default gateway on LiveMigration.")
+
+
+@case("LM016.pass-on-link-route")
+def _() -> Case:
+    t = std()
+    docs = full(t)
+    sections(docs, "HV02")["DefaultRoute"].append(
+        {"InterfaceIndex": if_index(t, LMN), "InterfaceAlias": "LiveMigration", "DestinationPrefix": "::/0",
+         "NextHop": "::"})
+    return Case(docs, [net("LiveMigration", "pass")], "A ::/0 route without a next hop is not a gateway.")
+
+
+@case("LM016.skip-no-preferred")
+def _() -> Case:
+    t = std(nets=[MGMT, CLUS, ISA, ISB], order=("Cluster",))
+    return Case(full(t), [clu("skip")], "No network of a preferred class.")
+
+
+@case("LM016.error-section-failed")
+def _() -> Case:
+    docs = full(std())
+    fail(docs, "DefaultRoute", "Get-NetRoute : Access is denied.", ["HV01"])
+    return Case(docs, [net("LiveMigration", "error")], "HV01's routes could not be read.")
+
+
+# HOST006 constrained delegation
+
+@case("HOST006.pass")
+def _() -> Case:
+    return Case(full(std()), nodes2("pass", "pass"), "Each node may delegate cifs and the migration service to the other.")
+
+
+@case("HOST006.pass-fqdn-only")
+def _() -> Case:
+    docs = full(std())
+    for d in docs.values():
+        deleg = d["sections"]["ComputerAccountDelegation"]
+        deleg["AllowedToDelegateTo"] = [x for x in deleg["AllowedToDelegateTo"] if x.endswith(".contoso.com")]
+    return Case(docs, nodes2("pass", "pass"), "Only FQDN SPNs are listed: that is enough.")
+
+
+@case("HOST006.fail")
+def _() -> Case:
+    docs = full(std())
+    deleg = sections(docs, "HV01")["ComputerAccountDelegation"]
+    deleg["AllowedToDelegateTo"] = [x for x in deleg["AllowedToDelegateTo"] if x.startswith("cifs/")]
+    return Case(docs, nodes2("fail", "pass"), "HV01 may delegate cifs but not the migration service to HV02.")
+
+
+@case("HOST006.skip-credssp")
+def _() -> Case:
+    t = std(hosts={n: Host(auth=0) for n in ("HV01", "HV02")})
+    return Case(full(t), nodes2("skip", "skip"), "CredSSP needs no delegation.")
+
+
+@case("HOST006.skip-not-reported")
+def _() -> Case:
+    return Case(build(std()), nodes2("skip", "skip"), "No ComputerAccountDelegation section (optional).")
+
+
+@case("HOST006.error-section-failed")
+def _() -> Case:
+    docs = full(std())
+    fail(docs, "ComputerAccountDelegation", "ADSI: The specified domain either does not exist or could not be contacted.",
+         ["HV02"])
+    return Case(docs, nodes2("pass", "error"), "HV02's computer object could not be read.")
+
+
+# HOST007 CredSSP under Credential Guard
+
+@case("HOST007.pass")
+def _() -> Case:
+    return Case(full(std()), nodes2("pass", "pass"), "Kerberos with Credential Guard running.")
+
+
+@case("HOST007.pass-credssp-no-credential-guard")
+def _() -> Case:
+    docs = full(std(hosts={n: Host(auth=0) for n in ("HV01", "HV02")}))
+    set_all(docs, "DeviceGuard", {"SecurityServicesConfigured": [], "SecurityServicesRunning": []})
+    return Case(docs, nodes2("pass", "pass"), "CredSSP, but Credential Guard does not run.")
+
+
+@case("HOST007.fail")
+def _() -> Case:
+    return Case(full(std(hosts={"HV02": Host(auth=0)})), nodes2("pass", "fail"),
+                "HV02 uses CredSSP while Credential Guard runs (SecurityServicesRunning contains 1).")
+
+
+@case("HOST007.skip-not-reported")
+def _() -> Case:
+    docs = drop(full(std(hosts={n: Host(auth=0) for n in ("HV01", "HV02")})), "DeviceGuard")
+    return Case(docs, nodes2("skip", "skip"), "CredSSP, but no DeviceGuard section (optional).")
+
+
+@case("HOST007.error-section-failed")
+def _() -> Case:
+    docs = full(std(hosts={n: Host(auth=0) for n in ("HV01", "HV02")}))
+    fail(docs, "DeviceGuard", "Get-CimInstance : Invalid namespace", ["HV01"])
+    return Case(docs, nodes2("error", "fail"), "HV01's Device Guard state could not be read.")
+
+
+# A missing section must never look like "does not apply" (contracts §1 as amended)
+
+@case("HOST001.skip-hyperv-absent")
+def _() -> Case:
+    docs = host_only(std())
+    for name in ("HV02",):
+        drop({name: docs[name]}, "VMHost", "VMMigrationNetwork")
+        docs[name]["absent"] = {"VMHost": "Hyper-V role not installed (no vmms service)",
+                                "VMMigrationNetwork": "Hyper-V role not installed (no vmms service)"}
+    return Case(docs, nodes2("pass", "skip"), "HV02 has no vmms service: the collector says so under absent.")
+
+
+@case("HOST001.error-module-missing")
+def _() -> Case:
+    docs = host_only(std())
+    fail(docs, "VMHost", "Hyper-V is installed (vmms service) but the Hyper-V PowerShell module is not: "
+                         "Install-WindowsFeature Hyper-V-PowerShell", ["HV02"])
+    return Case(docs, nodes2("pass", "error"), "vmms runs, the module is missing: an error naming the module.")
+
+
+@case("HOST001.error-not-collected")
+def _() -> Case:
+    docs = host_only(std())
+    drop({"HV02": docs["HV02"]}, "VMHost")
+    return Case(docs, nodes2("pass", "error"),
+                "HV02's snapshot lacks VMHost with no errors or absent entry: not collected, never skip.")
+
+
+@case("LM001.error-not-collected")
+def _() -> Case:
+    docs = lm_only(std())
+    drop(docs, "VirtualMachineResourceType")
+    return Case(docs, [net("iSCSI-A", "error"), net("iSCSI-B", "error")],
+                "No node reports the required VirtualMachineResourceType nor explains why: error, not skip.")
+
+
+@case("LM001.skip-hyperv-absent")
+def _() -> Case:
+    docs = lm_only(std())
+    drop(docs, "VirtualMachineResourceType")
+    for d in docs.values():
+        d["absent"] = {"VirtualMachineResourceType": "Hyper-V role not installed (no vmms service)"}
+    return Case(docs, [net("iSCSI-A", "skip"), net("iSCSI-B", "skip")],
+                "A failover cluster without Hyper-V (absent, with the reason): the LM rules do not apply.")
+
+
 # --------------------------------------------------------------------------- writing
 
 def yaml_str(s: str) -> str:
