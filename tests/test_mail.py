@@ -151,7 +151,7 @@ def test_scan_sends_the_digest_over_starttls_with_auth(smtp: Inbox, tmp_path: Pa
     sender, rcpts, raw = smtp.messages[0]
     assert sender == "lmscan@contoso.com" and rcpts == ["cab@contoso.com", "ops@contoso.com"]
     msg = smtp.only()
-    assert msg["Subject"] == "[lmscan] FAIL: 3 of 4 clusters, 8 findings"
+    assert msg["Subject"] == "[lmscan] FAIL: 3 of 4 clusters, 14 findings"
     assert msg["To"] == "cab@contoso.com" and msg["Cc"] == "Ops Team <ops@contoso.com>"
     assert msg["Reply-To"] == "hyperv-team@contoso.com" and msg["Date"] and msg["Message-ID"].endswith("@contoso.com>")
     assert msg.get_content_type() == "multipart/mixed"
@@ -228,7 +228,7 @@ def test_mail_from_results_sends_a_past_run(smtp: Inbox, tmp_path: Path) -> None
     results = tmp_path / "results.json"
     assert main(["mail", "--from-results", str(results), *_mail_args(smtp, "--mail-attach", "html,json")]) == 0
     msg = smtp.only()
-    assert msg["Subject"] == "[lmscan] FAIL: 3 of 4 clusters, 8 findings"
+    assert msg["Subject"] == "[lmscan] FAIL: 3 of 4 clusters, 14 findings"
     text, html, files = _parts(msg)
     assert files["results.json"] == results.read_bytes()
     sha = hashlib.sha256(results.read_bytes()).hexdigest()
