@@ -161,7 +161,7 @@ def test_page_one_of_the_print_holds_the_summary_and_the_critical_findings(
     first = " ".join(reader.pages[0].extract_text().split())
     print(f"{paper}: {len(reader.pages)} pages")
     assert "3 of 4 clusters are not compliant." in first
-    assert "Clusters" in first and "What failed (8)" in first
+    assert "Clusters" in first and "What failed (14)" in first
     assert "LM001 iSCSI networks are excluded from live migration" in first and "HVCLU08 · vm APP02" in first
     # A command continued for print is still one command: joined at its backticks it is the original.
     text = re.sub(r" `\s*\n\s*", " ", "\n".join(p.extract_text() for p in reader.pages))
