@@ -48,7 +48,7 @@ def test_waivers_expiring_within_14_days_are_listed(tmp_path: Path) -> None:
 def test_digest_names_unreachable_nodes_and_starts_with_the_worst() -> None:
     html, text = render_digest(run_scan([DEMO], DEMO / "policy.yaml"))
     assert "Nodes that could not be reached (1)" in text and "AZL-N04 (AZLCLU01): listed by Get-ClusterNode" in text
-    body = text[text.index("What failed (8)"):]
+    body = text[text.index("What failed (14)"):]
     assert body.splitlines()[1].startswith("  CRITICAL LM001 iSCSI networks are excluded")
     assert "<script" not in html.lower() and "<img" not in html.lower() and "<link" not in html.lower()
     assert "display:flex" not in html.replace(" ", "") and "display:grid" not in html.replace(" ", "")
