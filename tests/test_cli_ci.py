@@ -71,8 +71,8 @@ def test_fail_on_is_case_insensitive_in_the_flag_and_the_environment(tmp_path: P
     p = lmscan("scan", "--snapshot", hv19, "--policy", POLICY, env={"LMSCAN_FAIL_ON": "Critical"})
     assert p.returncode == 0, p.stderr
     # The cluster has failures below critical: its verdict says so instead of a bare PASS.
-    assert re.search(r"^HVCLU19 +PASS \(8 below --fail-on\) +8 ", p.stdout, re.M), p.stdout
-    assert "Verdict: PASS (8 below --fail-on)  0 failures at or above critical" in p.stdout
+    assert re.search(r"^HVCLU19 +PASS \(11 below --fail-on\) +11 ", p.stdout, re.M), p.stdout
+    assert "Verdict: PASS (11 below --fail-on)  0 failures at or above critical" in p.stdout
 
 
 def test_severity_names_in_packs_and_overrides_are_case_insensitive(tmp_path: Path) -> None:
@@ -95,7 +95,7 @@ def test_html_verdict_never_reads_pass_next_to_failures(tmp_path: Path) -> None:
     assert main(["scan", "--snapshot", str(DEMO / "HVCLU19"), "--policy", POLICY, "-q",
                  "--fail-on", "critical", "--html", str(out)]) == 0
     html = out.read_text(encoding="utf-8")
-    assert "PASS (8 below --fail-on)" in html
+    assert "PASS (11 below --fail-on)" in html
     assert not re.search(r">PASS<", html)
 
 
