@@ -300,7 +300,7 @@ class HistoryStore:
         scan = report.scan
         counts = report.summary
         host = host or socket.gethostname()
-        packed = zlib.compress(document, 6)
+        packed = zlib.compress(document, 1)   # level 1: a third of level 6's time for 1.3x the bytes
         per_cluster = fail_error_counts(report.results)
         try:
             cur = self._conn.cursor()
