@@ -25,7 +25,8 @@ if TYPE_CHECKING:
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INCOMPLETE, EXIT_INTERNAL = 0, 1, 2, 3, 4
 STDOUT = "-"   # a report path of "-" means standard output (then no summary is printed)
-REPORT_FLAGS = {"html": "report.html", "junit": "junit.xml", "json": "results.json"}
+REPORT_FLAGS = {"html": "report.html", "junit": "junit.xml", "json": "results.json",
+                "sarif": "results.sarif", "markdown": "summary.md"}
 # The values of scanner.model.Severity, spelt out so that parsing arguments imports no model
 # (``lmscan --help`` starts at once; tests/test_cli.py checks the two agree).
 SEVERITIES = ["info", "low", "medium", "high", "critical"]
@@ -55,8 +56,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--html", metavar="FILE", type=Path, help="write the HTML report here ('-': standard output)")
     s.add_argument("--junit", metavar="FILE", type=Path, help="write the JUnit XML report here ('-': standard output)")
     s.add_argument("--json", metavar="FILE", type=Path, help="write the results JSON here ('-': standard output)")
+    s.add_argument("--sarif", metavar="FILE", type=Path,
+                   help="write SARIF 2.1.0 for code-scanning UIs here ('-': standard output)")
+    s.add_argument("--markdown", metavar="FILE", type=Path,
+                   help="write a Markdown summary for CI job pages here, e.g. \"$GITHUB_STEP_SUMMARY\" ('-': standard output)")
     s.add_argument("--out-dir", metavar="DIR", type=Path,
-                   help="write report.html, junit.xml and results.json into DIR (--demo: default ./lmscan-demo)")
+                   help="write report.html, junit.xml, results.json, results.sarif and summary.md into DIR "
+                        "(--demo: default ./lmscan-demo)")
     s.add_argument("--fail-on", metavar="SEVERITY", choices=SEVERITIES, type=str.casefold, default=None,
                    help="lowest severity whose failures make the exit code 1 "
                         "(default: $LMSCAN_FAIL_ON, the config's fail_on, else low; info never fails)")

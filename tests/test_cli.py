@@ -24,11 +24,12 @@ def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]
                           env=env, timeout=120)
 
 
-def test_demo_writes_three_reports_and_exits_1(tmp_path):
+def test_demo_writes_every_report_and_exits_1(tmp_path):
     p = run("scan", "--demo", cwd=tmp_path)
     assert p.returncode == 1, p.stderr
     out = tmp_path / "lmscan-demo"
-    assert {f.name for f in out.iterdir()} == {"report.html", "junit.xml", "results.json"}
+    assert {f.name for f in out.iterdir()} == {"report.html", "junit.xml", "results.json", "results.sarif",
+                                               "summary.md"}
     results = json.loads((out / "results.json").read_text())
     assert results["lmscan_results"] == 1 and results["summary"]["fail"] > 0
     assert "lmscan-demo/report.html" in p.stdout

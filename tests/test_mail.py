@@ -200,7 +200,7 @@ def test_a_failed_send_still_writes_every_report_and_exits_3(
     code = main(["scan", "--snapshot", str(DEMO / "HVCLU22"), "--policy", str(DEMO / "policy.yaml"), "-q",
                  "--out-dir", str(out), *base, *args])
     assert code == 3, why
-    assert {p.name for p in out.iterdir()} == {"report.html", "junit.xml", "results.json"}
+    assert {p.name for p in out.iterdir()} == {"report.html", "junit.xml", "results.json", "results.sarif", "summary.md"}
     assert smtp.messages == []
     err = capsys.readouterr().err.strip().splitlines()
     lines = [e for e in err if e.startswith("lmscan: error:")]

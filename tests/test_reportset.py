@@ -116,7 +116,7 @@ def test_issue7_item8_two_concurrent_scans_never_leave_a_mixed_set(tmp_path: Pat
                  for c in ("HVCLU19", "HVCLU08")]
         assert [finish(p)[0] for p in procs] == [1, 1]
         _one_set(out)
-    assert sorted(p.name for p in out.iterdir()) == ["junit.xml", "report.html", "results.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["junit.xml", "report.html", "results.json", "results.sarif", "summary.md"]
 
 
 def test_issue7_item8_a_scan_waits_for_the_lock_of_its_output_directory(tmp_path: Path) -> None:

@@ -2,7 +2,7 @@
 
 Renderers never open files, never see the engine and never decide the exit code; the CLI
 writes what they return. :data:`FORMATS` maps the name of each report-file option of the
-CLI (``--html``, ``--junit``, ``--json``) to its renderer, so adding a format is one entry
+CLI (``--html``, ``--junit``, ``--json``, ``--sarif``, ``--markdown``) to its renderer, so adding a format is one entry
 here plus one module.
 """
 
@@ -15,6 +15,8 @@ from scanner.render.console import render_console
 from scanner.render.html import render_html
 from scanner.render.jsonfmt import render_json
 from scanner.render.junit import render_junit
+from scanner.render.markdown import render_markdown
+from scanner.render.sarif import render_sarif
 
 Renderer = Callable[[ScanReport], bytes]
 
@@ -23,7 +25,9 @@ FORMATS: dict[str, Renderer] = {
     "html": render_html,
     "junit": render_junit,
     "json": render_json,
+    "sarif": render_sarif,
+    "markdown": render_markdown,
 }
 
 __all__ = ["FORMATS", "Renderer", "render_console", "render_html", "render_json",
-           "render_junit"]
+           "render_junit", "render_markdown", "render_sarif"]

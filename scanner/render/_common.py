@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from scanner.model import Result, ScanReport, Severity, Status, Target
+from scanner.model import NodeInfo, Result, ScanReport, Severity, Status, Target
 
 # ANSI/VT escape sequences: CSI (ESC [ ... final), OSC (ESC ] ... BEL or ST), and the
 # two-character escapes (ESC followed by one byte). The 8-bit CSI (U+009B) is a C1 control
@@ -26,6 +27,9 @@ _SPACES = re.compile(r"\s+")
 _NOT_ONE_LINE = re.compile(r"\s\s|[^\S ]").search
 # Anything clean() would change: ESC and the control characters above, or a carriage return.
 _CLEAN_ALREADY = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]").search
+
+# The engine's wording for results that are errors only because a node was not collected.
+_NOT_COLLECTED = re.compile(r"\bcould (?:not )?be collected\b")
 
 #: How a cluster verdict is shown; ERROR means some results could not be evaluated.
 VERDICT_LABELS: Mapping[Status, str] = {
@@ -204,3 +208,39 @@ def duration_seconds(start: str | None, end: str | None) -> float | None:
     if a is None or b is None or (a.tzinfo is None) != (b.tzinfo is None):
         return None
     return max((b - a).total_seconds(), 0.0)
+
+
+@dataclass(frozen=True)
+class Unreachable:
+    """The errors that stand for nodes that could not be collected, grouped as one fact each.
+
+    ``nodes``: per uncollected node, (cluster name, node, the error results aimed at that node);
+    ``clusters``: per cluster, the cluster-wide errors that exist only because nodes are missing.
+    """
+
+    nodes: list[tuple[str, NodeInfo, list[Result]]]
+    clusters: dict[str, list[Result]]
+
+    @property
+    def result_ids(self) -> set[str]:
+        return ({r.id for _, _, rs in self.nodes for r in rs}
+                | {r.id for rs in self.clusters.values() for r in rs})
+
+
+def unreachable(report: ScanReport) -> Unreachable:
+    """Group the results an unreachable node causes, so a report names the node once, not per rule."""
+    missing: dict[tuple[str, str], tuple[str, NodeInfo, list[Result]]] = {
+        (c.name.casefold(), n.name.casefold()): (c.name, n, []) for c in report.clusters
+               for n in c.nodes if not n.collected}
+    per_cluster: dict[str, list[Result]] = {}
+    clusters = {c for c, _ in missing}
+    for r in report.results:
+        if r.status is not Status.ERROR or r.cluster.casefold() not in clusters:
+            continue
+        node = r.target.node or (r.target.name if r.target.kind == "node" else None)
+        entry = missing.get((r.cluster.casefold(), (node or "").casefold()))
+        if entry is not None:
+            entry[2].append(r)
+        elif _NOT_COLLECTED.search(r.message):
+            per_cluster.setdefault(r.cluster, []).append(r)
+    return Unreachable(list(missing.values()), per_cluster)

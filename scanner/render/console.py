@@ -8,7 +8,6 @@ so a red pipeline says why it is red. Colour is plain ANSI SGR and only appears 
 
 from __future__ import annotations
 
-import re
 import unicodedata
 from collections.abc import Sequence
 
@@ -25,6 +24,7 @@ from scanner.render._common import (
     rule_order,
     status_counts,
     target_label,
+    unreachable,
     verdict_label,
 )
 from scanner.term import clean
@@ -41,8 +41,6 @@ _STYLE = {
 }
 _VERDICT_STYLE = {Status.FAIL: "fail", Status.ERROR: "error", Status.PASS: "pass"}
 _COUNT_COLUMNS = (Status.FAIL, Status.ERROR, Status.PASS, Status.SKIP, Status.WAIVED)
-# The engine's wording for results that are errors only because a node was not collected.
-_NOT_COLLECTED = re.compile(r"\bcould (?:not )?be collected\b")
 Segment = tuple[str, str]  # (text, style name or "")
 
 
@@ -128,37 +126,21 @@ def _uncollected(report: ScanReport, cap: int | None) -> tuple[set[str], list[li
     Returns the ids of the error results these lines stand for, so they are not listed again
     one per rule: an unreachable node is one fact, not fifteen.
     """
-    missing = {(c.name.casefold(), n.name.casefold()): (c.name, n) for c in report.clusters
-               for n in c.nodes if not n.collected}
-    if not missing:
+    gone = unreachable(report)
+    if not gone.nodes:
         return set(), []
-    clusters = {c for c, _ in missing}
-    per_node: dict[tuple[str, str], list[Result]] = {k: [] for k in missing}
-    per_cluster: dict[str, list[Result]] = {}
-    for r in report.results:
-        if r.status is not Status.ERROR or r.cluster.casefold() not in clusters:
-            continue
-        node = r.target.node or (r.target.name if r.target.kind == "node" else None)
-        key = (r.cluster.casefold(), (node or "").casefold())
-        if key in per_node:
-            per_node[key].append(r)
-        elif _NOT_COLLECTED.search(r.message):
-            per_cluster.setdefault(r.cluster.casefold(), []).append(r)
     order = rule_order(report)
     out: list[list[Segment]] = [[]]
-    lines = list(per_node.items())
-    for key, results in lines[:cap]:
-        cluster, info = missing[key]
+    for cluster, info, results in gone.nodes[:cap]:
         out.append([("NOT COLLECTED ", "error"), (f"{one_line(cluster)}/{one_line(info.name)}: ", "bold"),
                     (one_line(info.error or "no reason was recorded"), ""),
                     (_rules_left(results, order, "its rules"), "dim")])
-    if cap is not None and len(lines) > cap:
-        out.append([(f"... and {len(lines) - cap} more nodes not collected (--full lists them)", "dim")])
-    for results in per_cluster.values():
-        out.append([("NOT EVALUATED ", "error"), (f"{one_line(results[0].cluster)}: ", "bold"),
+    if cap is not None and len(gone.nodes) > cap:
+        out.append([(f"... and {len(gone.nodes) - cap} more nodes not collected (--full lists them)", "dim")])
+    for cluster, results in gone.clusters.items():
+        out.append([("NOT EVALUATED ", "error"), (f"{one_line(cluster)}: ", "bold"),
                     ("cluster-wide rules need every node", ""), (_rules_left(results, order, "rules"), "dim")])
-    folded = {r.id for rs in per_node.values() for r in rs} | {r.id for rs in per_cluster.values() for r in rs}
-    return folded, out
+    return gone.result_ids, out
 
 
 def _rules_left(results: Sequence[Result], order: dict[str, int], what: str) -> str:

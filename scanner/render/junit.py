@@ -97,12 +97,14 @@ def _classnames(clusters: Sequence[str]) -> dict[str, str]:
 
 
 def _testcase_names(results: Sequence[Result]) -> list[str]:
-    """``<RULE> <kind> <name>[ on <node>]``, unique (case-insensitively) within one classname.
+    """``<RULE> (<severity>) <kind> <name>[ on <node>]``, unique (case-insensitively) within one classname.
 
+    The severity is in every name, passing or not, so CI UIs can filter failures by it while a
+    test keeps one name (and its history) when it flips between pass and fail.
     A name that several results share gets the target id; if that is still not enough,
     `` #2``, `` #3`` in result-id order, so the same objects always get the same names.
     """
-    names = [one_line(f"{r.rule} {target_label(r.target)}") for r in results]
+    names = [one_line(f"{r.rule} ({r.severity.value}) {target_label(r.target)}") for r in results]
     shared = _shared(names)
     names = [f"{n} [{one_line(r.target.id)}]" if n.casefold() in shared and r.target.id else n
              for n, r in zip(names, results, strict=True)]

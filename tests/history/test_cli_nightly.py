@@ -137,7 +137,7 @@ def test_junit_carries_the_change_marks(fleet, tmp_path):
     props = {p.get("name"): p.get("value") for p in suite.iter("property")}
     assert props["changes.new"] == "2" and props[f"change.{HOST002}"] == "new"
     assert props["changes.compared_scan"] and props["changes.source"] == "history"
-    failure = next(c for c in suite.iter("testcase") if c.get("name") == "HOST002 node HV19-N3")
+    failure = next(c for c in suite.iter("testcase") if c.get("name") == "HOST002 (medium) node HV19-N3")
     assert failure.find("failure").get("message").startswith("NEW [medium]")  # type: ignore[union-attr]
 
 

@@ -1,4 +1,4 @@
-"""Golden files for the three report formats over the hand-built sample report.
+"""Golden files for every report format over the hand-built sample report.
 
 Regenerate after an intended change with ``pytest tests/render --update-golden`` and review
 the diff. Timestamps, durations and the scan id are normalised, so a re-run of the same scan
@@ -17,7 +17,7 @@ from scanner.render.findings import results_sha256
 
 from .conftest import build_sample
 
-SUFFIX = {"html": "html", "junit": "junit.xml", "json": "json"}
+SUFFIX = {"html": "html", "junit": "junit.xml", "json": "json", "sarif": "sarif", "markdown": "md"}
 
 
 @pytest.mark.parametrize("fmt", sorted(FORMATS))

@@ -78,7 +78,7 @@ def test_statuses_map_to_junit_results(sample_report: ScanReport) -> None:
     by_name = {(c.classname, c.name): c for c in _cases(xml)}
     for r in sample_report.results:
         matches = [c for (cls, n), c in by_name.items()
-                   if n.startswith(f"{r.rule} {r.target.kind} {r.target.name}")
+                   if n.startswith(f"{r.rule} ({r.severity.value}) {r.target.kind} {r.target.name}")
                    and cls.endswith(re.sub(r"[.\s]", "_", r.cluster))]
         assert len(matches) == 1, r.id
         case = matches[0]
@@ -110,8 +110,8 @@ def test_names_are_stable_unique_and_readable(sample_report: ScanReport) -> None
     assert {c.classname for c in cases} == {
         "lmscan.HVCLU01", "lmscan.HVCLU02", "lmscan.LEGACY08", "lmscan.hvclu03_contoso_com"}
     names = {c.name for c in cases}
-    assert {"LM001 network iSCSI-A", "LM001 vm SQL01", "HOST001 node hv31.contoso.com",
-            "LM010 cluster HVCLU01"} <= names
+    assert {"LM001 (critical) network iSCSI-A", "LM001 (critical) vm SQL01", "HOST001 (high) node hv31.contoso.com",
+            "LM010 (medium) cluster HVCLU01"} <= names
     assert not any(re.search(r"\d{4}-\d{2}-\d{2}|\d+:\d{2}", n) for n in names)
     assert render_junit(sample_report) == render_junit(sample_report)
 
@@ -134,8 +134,8 @@ def test_colliding_names_are_disambiguated_deterministically(sample_report: Scan
 
     assert names(forward) == names(backward)
     got = {n for cls, n in names(forward) if cls == "lmscan.C"}
-    assert got == {"LM004 network Same [id-1]", "LM004 network Same [id-2]",
-                   "LM004 network same", "LM004 network same #2"}
+    assert got == {"LM004 (high) network Same [id-1]", "LM004 (high) network Same [id-2]",
+                   "LM004 (high) network same", "LM004 (high) network same #2"}
     classes = {cls for cls, _ in names(forward)}
     assert len(classes) == 3  # C.x and C_x must not share a classname
 
@@ -145,7 +145,7 @@ def test_field_data_survives(schema: xmlschema.XMLSchema, hostile_report: ScanRe
     schema.validate(out.decode("utf-8"))
     assert b"\x1b" not in out and b"\x00" not in out and b"\x07" not in out
     (case,) = [c for c in _cases(JUnitXml.fromstring(out)) if HOSTILE_NAME in c.name]
-    assert case.name == f"LM004 network {HOSTILE_NAME}"
+    assert case.name == f"LM004 (high) network {HOSTILE_NAME}"
     (failure,) = case.result
     for piece in (HOSTILE_NAME, 'a & b "quoted" \'single\' ]]> <b>bold</b>', "red bell nul",
                   "Réseau invité — 网络 ✓"):
@@ -169,8 +169,8 @@ def test_long_messages_are_cut_in_the_attribute_only(sample_report: ScanReport) 
 def test_failures_below_fail_on_say_so() -> None:
     xml = _read(build_sample(fail_on=Severity.HIGH))
     messages = {c.name: c.result[0].message for c in _cases(xml) if c.result}
-    assert "does not fail the scan" in messages["LM006 cluster HVCLU01"]  # medium
-    assert "does not fail the scan" not in messages["LM001 network iSCSI-A"]  # critical
+    assert "does not fail the scan" in messages["LM006 (medium) cluster HVCLU01"]  # medium
+    assert "does not fail the scan" not in messages["LM001 (critical) network iSCSI-A"]  # critical
 
 
 def test_empty_reports_still_have_a_testcase() -> None:

@@ -9,7 +9,8 @@ import pytest
 from scanner.model import ScanReport
 from scanner.render import FORMATS
 
-CONTRACT_FLAGS = {"--html", "--junit", "--json"}
+# Contracts §6 names html, junit and json; issue 6 adds sarif and markdown (contracts §7 outputs list them).
+CONTRACT_FLAGS = {"--html", "--junit", "--json", "--sarif", "--markdown"}
 
 
 def _scan_parser() -> argparse.ArgumentParser:
