@@ -473,7 +473,8 @@ def smb_live_migration_limit(section: Any) -> int | None:
     """
     limit = 0
     for o in v.as_objects(section):
-        if v.text(P(o, "Category")).casefold() in ("livemigration", "live migration", ""):
+        # "2": what collectors before 2026-11-30 wrote (the enum's number) for LiveMigration.
+        if v.text(P(o, "Category")).casefold() in ("livemigration", "live migration", "2", ""):
             limit = max(limit, v.as_int(P(o, "BytesPerSecond")) or 0)
     return limit
 
