@@ -496,3 +496,25 @@ def _compile_value(op: Operator, raw: Any, path: tuple[Any, ...]) -> Any:
             except ValueError as exc:
                 raise ConditionError(path + ((i,) if isinstance(raw, list) else ()), f"invalid subnet {s!r}: {exc}") from None
     return raw
+
+
+#: Facts whose value is a network class (from the site policy).
+CLASS_FACTS = frozenset({"class", "network_class", "first_network_class"})
+
+
+def classes_named(cond: Cond | None) -> set[str]:
+    """Class names a condition compares a class fact with (``{fact: class, eq: iscsi}`` names iscsi)."""
+    out: set[str] = set()
+    if isinstance(cond, Leaf):
+        if cond.fact in CLASS_FACTS and cond.op in ("eq", "ne", "in", "not_in") and not isinstance(cond.value,
+                                                                                                     PolicyRef):
+            values = cond.value if isinstance(cond.value, (list, tuple)) else [cond.value]
+            out.update(str(v).strip().casefold() for v in values if isinstance(v, str))
+    elif isinstance(cond, Combine):
+        for part in cond.parts:
+            out |= classes_named(part)
+    elif isinstance(cond, Not):
+        out |= classes_named(cond.part)
+    elif isinstance(cond, Quant):
+        out |= classes_named(cond.where) | classes_named(cond.holds)
+    return out

@@ -396,6 +396,13 @@ def _c_unknown(v: ClusterView) -> list[str]:
     return out
 
 
+@fact("cluster", "missing_classes", "classes of the policy's required_classes that no cluster network is of")
+def _c_missing(v: ClusterView) -> list[str]:
+    v.need("ClusterNetwork")
+    present = {v.policy.classify(n) for n in v.cluster.networks}
+    return [c for c in v.policy.required if c not in present]
+
+
 @fact("cluster", "network_atc", "Network ATC in use")
 def _c_atc(v: ClusterView) -> bool:
     v.need("NetIntent")

@@ -25,6 +25,7 @@ from scanner.yamlsrc import YamlDoc, decode_yaml, fmt_path, load_yaml, schema_ch
 
 SCOPES = ("cluster", "node", "network", "interface", "vm")
 BUILTIN_PACK = "builtin.yaml"
+POLICY_RULES_PACK = "policy-rules.yaml"
 
 RULE_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -231,6 +232,12 @@ def check_unique(rules: Sequence[Rule]) -> None:
 def builtin_pack() -> RulePack:
     res = importlib.resources.files("scanner.rules").joinpath(BUILTIN_PACK)
     return load_pack(Path(BUILTIN_PACK), res.read_text(encoding="utf-8"), display=f"<built-in {BUILTIN_PACK}>")
+
+
+def policy_rules_pack() -> RulePack:
+    """Rules the site policy switches on (POL001 with ``required_classes``)."""
+    res = importlib.resources.files("scanner.rules").joinpath(POLICY_RULES_PACK)
+    return load_pack(Path(POLICY_RULES_PACK), res.read_text(encoding="utf-8"), display=f"<built-in {POLICY_RULES_PACK}>")
 
 
 def load_rule_paths(paths: Sequence[Path]) -> list[RulePack]:

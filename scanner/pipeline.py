@@ -9,12 +9,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from scanner import __version__
+from scanner.conditions import classes_named
 from scanner.engine import evaluate
 from scanner.errors import InputError
-from scanner.loader import Rule, RulePack, all_rules, builtin_pack, load_rule_paths, rules_from_list
+from scanner.loader import Rule, RulePack, all_rules, builtin_pack, load_rule_paths, policy_rules_pack, rules_from_list
 from scanner.model import ClusterInfo, NodeInfo, PolicyInfo, RuleInfo, ScanInfo, ScanReport, Severity, Status
 from scanner.normalize import Cluster, ClusterGrouper
-from scanner.policy import Policy, load_policy
+from scanner.policy import Policy, check_classes, load_policy
 from scanner.snapshot import read_snapshot_file, snapshot_files
 
 
@@ -31,10 +32,13 @@ def load_ruleset(policy_path: Path | None, rule_paths: Sequence[Path] = ()) -> R
     """Load the policy, the built-in pack, extra packs and the policy's own rules; validate overrides."""
     policy = load_policy(policy_path)
     packs = [builtin_pack(), *load_rule_paths(list(rule_paths))]
+    if policy.required:
+        packs.insert(1, policy_rules_pack())
     doc = policy.doc
     # The policy's own rules, from the text already read (never a second read of the file).
     extra = rules_from_list(doc, (doc.data or {}).get("rules"), ("rules",), "policy", doc.text) if policy_path else []
     rules = all_rules(packs, extra)
+    check_classes(policy, set().union(*(classes_named(c) for r in rules for c in (r.select, r.skip_when, r.expect))))
     known = {r.id for r in rules}
     for rid in policy.overrides:
         if rid not in known:

@@ -89,6 +89,7 @@ SCHEMA: dict[str, Any] = {
             },
         },
         "rules": {"type": ["array", "null"]},
+        "required_classes": _str_list,
     },
 }
 
@@ -150,6 +151,7 @@ class Policy:
     overrides: Mapping[str, Mapping[str, Any]]
     waivers: tuple[Waiver, ...]
     doc: YamlDoc
+    required: tuple[str, ...] = ()       # required_classes: every cluster must have a network of each
     _cache: dict[int, tuple[Network, str]] = field(default_factory=dict, compare=False, repr=False)
     _refs: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
@@ -292,6 +294,7 @@ def policy_from_doc(doc: YamlDoc, default: bool = False, raw: bytes | None = Non
         overrides={str(k): dict(v or {}) for k, v in (data.get("overrides") or {}).items()},
         waivers=tuple(waivers),
         doc=doc,
+        required=tuple(dict.fromkeys(c.strip().casefold() for c in data.get("required_classes") or [])),
     )
 
 
@@ -308,3 +311,44 @@ def load_policy(path: Path | None) -> Policy:
     raw = read_regular_file(p)
     doc = load_yaml(p, decode_yaml(raw, str(p)))
     return policy_from_doc(doc, raw=raw)
+
+
+def check_classes(policy: Policy, named_by_rules: set[str]) -> None:
+    """A class name only matters where something uses it: catch the typo that turns a rule into a skip.
+
+    Every ``networks`` class must be named by a loaded rule, a ``live_migration`` list or
+    ``required_classes``; every class in those lists must be defined by a ``networks`` entry.
+    """
+    if policy.default:
+        return
+    import difflib
+
+    doc = policy.doc
+    data = doc.data if isinstance(doc.data, dict) else {}
+    lm = data.get("live_migration") or {}
+    used = named_by_rules | set(policy.allowed) | set(policy.preferred) | set(policy.required)
+    defined = {e.cls for e in policy.entries}
+    for i, entry in enumerate(data.get("networks") or []):
+        cls = entry["class"].strip().casefold()
+        if cls not in used:
+            close = difflib.get_close_matches(cls, sorted(used), n=1, cutoff=0.5) or \
+                [u for u in sorted(used) if u in cls or cls in u][:1]
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            raise doc.error(("networks", i, "class"), f"class '{cls}' is used by no rule, live_migration list or "
+                            f"required_classes, so its networks are not checked as intended; {hint}"
+                            f"(classes in use: {', '.join(sorted(used))})")
+    for key in ("allowed", "preferred"):
+        for j, c in enumerate(lm.get(key) or []):
+            if c.strip().casefold() not in defined:
+                raise doc.error(("live_migration", key, j), _undefined(c, defined))
+    for j, c in enumerate(data.get("required_classes") or []):
+        if c.strip().casefold() not in defined:
+            raise doc.error(("required_classes", j), _undefined(c, defined))
+
+
+def _undefined(cls: str, defined: set[str]) -> str:
+    import difflib
+    close = difflib.get_close_matches(cls.strip().casefold(), sorted(defined), n=1, cutoff=0.5)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    return (f"class '{cls.strip()}' is not defined by any networks entry (defined: "
+            f"{', '.join(sorted(defined)) or 'none'}){hint}")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -212,3 +211,53 @@ def test_item7_fifo_inputs_are_refused_without_blocking(tmp_path):
     assert_one_line_exit_2(lmscan("collect", "--inventory", str(inv), "--out", str(tmp_path / "o"), timeout=30),
                            "is not a file")
     assert_one_line_exit_2(lmscan("collect", "--inventory", str(fifo), "--out", str(tmp_path / "o"), timeout=30))
+
+
+# --- item 6: policy typos and required classes ---------------------------------------------------
+
+@pytest.mark.parametrize("policy, line, fragment", [
+    ("networks:\n  - class: iSCSI-fabric\n    subnets: [10.108.10.0/24]\n", 3,
+     "networks[0].class: class 'iscsi-fabric' is used by no rule, live_migration list or required_classes"),
+    ("networks:\n  - {class: live_migration, subnets: [10.108.2.0/24]}\n"
+     "live_migration: {allowed: [live_migration], preferred: [live_migraton]}\n", 4,
+     "live_migration.preferred[0]: class 'live_migraton' is not defined by any networks entry"),
+    ("networks:\n  - {class: live_migration, subnets: [10.108.2.0/24]}\nrequired_classes: [iscsi]\n", 4,
+     "required_classes[0]: class 'iscsi' is not defined by any networks entry"),
+])
+def test_item6_policy_class_typos_are_exit_2_with_did_you_mean(tmp_path, policy, line, fragment):
+    f = tmp_path / "site.yaml"
+    f.write_text("lmscan_policy: 1\n" + policy)
+    assert_one_line_exit_2(lmscan("rules", "validate", str(f)), f"{f}:{line}: ", fragment)
+    assert_one_line_exit_2(lmscan("scan", "--snapshot", str(DEMO / "HVCLU08"), "--policy", str(f), "-q"))
+
+
+def test_item6_classes_named_by_rule_packs_count_as_used(tmp_path):
+    f = tmp_path / "site.yaml"
+    f.write_text("lmscan_policy: 1\nnetworks:\n  - {class: replication, subnets: [10.50.0.0/24]}\n")
+    assert lmscan("rules", "validate", str(f)).returncode == 2
+    rules = tmp_path / "pack.yaml"
+    rules.write_text("lmscan_rules: 1\nrules:\n  - id: SITE001\n    title: t\n    severity: high\n    scope: network\n"
+                     "    select: {fact: class, eq: Replication}\n    expect: {fact: carries_lm, eq: false}\n"
+                     "    rationale: r\n    remediation: '# r'\n")
+    p = lmscan("scan", "--snapshot", str(DEMO / "HVCLU08"), "--policy", str(f), "--rules", str(rules), "-q")
+    assert p.returncode in (0, 1), p.stderr
+
+
+def test_item6_required_class_missing_is_a_critical_fail(tmp_path):
+    """The reported case: no network classified iscsi made LM001 skip and --fail-on critical exit 0."""
+    f = tmp_path / "site.yaml"
+    f.write_text("lmscan_policy: 1\nnetworks:\n  - {class: iscsi, subnets: [10.99.10.0/24]}   # the wrong subnet\n"
+                 "  - {class: live_migration, subnets: [10.108.2.0/24]}\nrequired_classes: [iSCSI]\n")
+    out = tmp_path / "r.json"
+    p = lmscan("scan", "--snapshot", str(DEMO / "HVCLU08"), "--policy", str(f), "--fail-on", "critical", "-q",
+               "--json", str(out))
+    assert p.returncode == 1, p.stderr
+    results = json.loads(out.read_text())["results"]
+    pol = [r for r in results if r["rule"] == "POL001"]
+    assert [(r["status"], r["severity"]) for r in pol] == [("fail", "critical")]
+    assert "no cluster network is classified iscsi" in pol[0]["message"]
+    assert {r["status"] for r in results if r["rule"] == "LM001"} == {"skip"}
+    f.write_text(f.read_text().replace("10.99.10.0/24", "10.108.10.0/24"))
+    p = lmscan("scan", "--snapshot", str(DEMO / "HVCLU08"), "--policy", str(f), "--fail-on", "critical", "-q",
+               "--json", str(out))
+    assert [r["status"] for r in json.loads(out.read_text())["results"] if r["rule"] == "POL001"] == ["pass"]
