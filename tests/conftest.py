@@ -103,3 +103,10 @@ def _private_history(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pyte
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path_factory.mktemp("xdg-data")))
     monkeypatch.delenv("LMSCAN_CONFIG", raising=False)
     monkeypatch.setenv("LMSCAN_HISTORY", "off")
+
+
+@pytest.fixture(autouse=True)
+def _no_kerberos_ticket(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without a transport, an inventory uses Kerberos when the environment has a ticket: the
+    tester's own ``kinit`` must not change what tests see (the Kerberos tests set their own)."""
+    monkeypatch.setenv("KRB5CCNAME", f"FILE:{tmp_path_factory.getbasetemp() / 'no-ticket-here'}")

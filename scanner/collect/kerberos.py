@@ -333,8 +333,12 @@ class WinRMKerberosAuth(AuthBase):
         return request
 
     def _on_response(self, response: requests.Response, **kwargs: Any) -> requests.Response:
-        if response.status_code != 401 or self.context is not None or _negotiate_token(response) is None:
+        if response.status_code != 401 or self.context is not None:
             return response
+        if _negotiate_token(response) is None:
+            offered = ", ".join(v.split(" ", 1)[0] for v in response.headers.get("WWW-Authenticate", "").split(","))
+            raise KerberosError(f"the node does not offer Kerberos (it asks for: {offered.strip() or 'nothing'}): "
+                                "enable it on the node with: winrm set winrm/config/service/auth @{Kerberos=\"true\"}")
         import gssapi
         from gssapi.raw import GSSError
 

@@ -6,6 +6,7 @@ below is produced by the KDC or the GSSAPI library for real, not simulated.
 
 from __future__ import annotations
 
+import json
 import re
 import ssl
 import textwrap
@@ -21,7 +22,7 @@ from scanner.collect.inventory import load_inventory
 from scanner.collect.transport import Endpoint, NodeError, run_powershell
 from scanner.errors import InputError
 
-from .conftest import SECRET
+from .conftest import SECRET, snapshot_json
 from .fakewsman import FakeWSMan, Reply
 from .kdc import CLIENT, KDC, REALM, skew_ccache
 
@@ -71,6 +72,12 @@ def test_ticket_cache_from_kinit(wsman: Callable[..., FakeWSMan], krb: KDC, tmp_
     assert out.stdout == b"hello from the node"
     assert srv.commands[0].user == PRINCIPAL
     assert all(e.encrypted for e in srv.log)
+
+
+def test_principal_without_realm_takes_the_default_realm(wsman: Callable[..., FakeWSMan], krb: KDC) -> None:
+    srv = served(wsman, krb)
+    assert run_powershell(endpoint(srv, principal=CLIENT, keytab=str(krb.client_keytab)), "x").exit_code == 0
+    assert srv.commands[0].user == PRINCIPAL
 
 
 def test_keytab_ticket_is_obtained_again_before_it_expires(wsman: Callable[..., FakeWSMan], krb: KDC,
@@ -151,6 +158,13 @@ def test_kdc_unreachable(wsman: Callable[..., FakeWSMan], krb: KDC) -> None:
     finally:
         krb.start()
     assert f"cannot reach a KDC for {REALM}" in line and "port 88" in line
+
+
+def test_node_without_kerberos(wsman: Callable[..., FakeWSMan], krb: KDC, tls: object) -> None:
+    srv = wsman(auth="certificate", ssl_context=tls.server_context())  # type: ignore[attr-defined]
+    line = failure(endpoint(srv, keytab=str(krb.client_keytab), ca_bundle=tls.ca_bundle,  # type: ignore[attr-defined]
+                            url=srv.url.replace("127.0.0.1", "localhost")))
+    assert "the node does not offer Kerberos" in line and "winrm set winrm/config/service/auth" in line
 
 
 def test_keytab_without_the_principal(wsman: Callable[..., FakeWSMan], krb: KDC) -> None:
@@ -281,6 +295,22 @@ def test_check_auth_prints_a_table(wsman: Callable[..., FakeWSMan], krb: KDC, tm
     assert not good.commands and not ntlm.commands  # nothing ran
     assert good.open_shells() == 0 and ntlm.open_shells() == 0
     assert SECRET not in out + err
+
+
+def test_collect_with_a_keytab_end_to_end(wsman: Callable[..., FakeWSMan], krb: KDC, tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    srv = wsman(Reply(stdout=snapshot_json("hv01", "C1")), auth="kerberos", keytab=str(krb.service_keytab))
+    path = write_inventory(tmp_path, f"""\
+        clusters:
+          - name: C1
+            principal: {PRINCIPAL}
+            keytab: {krb.client_keytab}
+            nodes: [{{name: hv01, endpoint: "{srv.url}"}}]
+        """)
+    assert main(["collect", "--inventory", str(path), "--out", str(tmp_path / "out")]) == 0, capsys.readouterr()
+    assert json.loads((tmp_path / "out" / "C1" / "hv01.json").read_text())["node"] == "hv01"
+    assert "NTLM" not in capsys.readouterr().err
+    assert all(e.encrypted for e in srv.log)
 
 
 def test_collect_without_out_or_check_auth_is_a_usage_error(tmp_path: Path,
