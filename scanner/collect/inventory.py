@@ -9,6 +9,7 @@ over plain HTTP, TLS not verified) come back as warnings for the CLI to print.
 from __future__ import annotations
 
 import difflib
+import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -19,8 +20,8 @@ from urllib.parse import urlsplit
 import jsonschema
 
 from scanner.collect.fleet import NodeJob
-from scanner.collect.transport import Endpoint
 from scanner import secrets
+from scanner.collect.transport import DEFAULT_MAX_OUTPUT, Endpoint
 from scanner.errors import InputError
 from scanner.yamlsrc import PathT, YamlDoc, fmt_path, load_yaml
 
@@ -28,6 +29,7 @@ INVENTORY_VERSION = 1
 TRANSPORTS = ("ntlm", "kerberos", "credssp", "basic", "certificate")
 DEFAULT_PORTS = {"https": 5986, "http": 5985}
 DEFAULT_TIMEOUT = 120.0
+MB = 1024 * 1024
 NEEDS_PASSWORD = frozenset({"ntlm", "credssp", "basic"})
 PASSWORD_SOURCES = ("password_env", "password_file", "password_keyring", "password_prompt")
 
@@ -64,6 +66,8 @@ _SETTINGS: dict[str, Any] = {
             "x-message": "must be a service principal name like HTTP/hv01.contoso.com"},
     "timeout": {"type": "number", "exclusiveMinimum": 0, "maximum": 86400,
                 "x-message": "must be a number of seconds above 0 (at most 86400)"},
+    "max_output_mb": {"type": "number", "exclusiveMinimum": 0, "maximum": 4096,
+                      "x-message": "must be a number of megabytes above 0 (at most 4096)"},
 }
 _NODE_ENTRY: dict[str, Any] = {
     "if": {"type": "string"},
@@ -382,6 +386,7 @@ class _Builder:
             timeout=float(self.value(settings, "timeout", DEFAULT_TIMEOUT)), allow_unencrypted=allow_unencrypted,
             principal=principal if transport == "kerberos" else None, keytab=keytab,
             service=self.value(settings, "service", "HTTP"), spn=self.value(settings, "spn", None),
+            max_output=self.max_output(settings),
         )
 
     def default_transport(self, settings: Mapping[str, tuple[Any, PathT]]) -> str:
@@ -402,6 +407,15 @@ class _Builder:
         except secrets.SecretError as exc:
             raise self.error(where, str(exc)) from None
         return str(p)
+
+    def max_output(self, settings: dict[str, tuple[Any, PathT]]) -> int:
+        """``max_output_mb`` in bytes (the schema lets NaN through: it compares false to every bound)."""
+        if "max_output_mb" not in settings:
+            return DEFAULT_MAX_OUTPUT
+        value, where = settings["max_output_mb"]
+        if not math.isfinite(value):
+            raise self.error(where, f"{value!r} must be a number of megabytes above 0 (at most 4096)")
+        return max(1, int(value * MB))
 
     def resolve_path(self, value: str) -> Path:
         p = Path(value).expanduser()

@@ -73,6 +73,11 @@ RETRY_BACKOFF = 0.25
 DELETE_BUDGET_MIN = 3.0
 #: The watchdog cuts sockets this long after a phase's limit (requests' own timeouts are per read).
 WATCHDOG_SLACK = 0.5
+#: Most a node may print (stdout and stderr together) before it becomes an ``output`` error. The
+#: largest real snapshots (a 2008 R2 cluster with hundreds of VM resources) are a few MB.
+DEFAULT_MAX_OUTPUT = 16 * 1024 * 1024
+#: One HTTP answer may hold the output base64-encoded (4/3) inside a SOAP envelope.
+_ENVELOPE_SLACK = 1024 * 1024
 
 # Sets UTF-8 both ways, then runs whatever arrives on stdin. Kept PowerShell 2.0-compatible.
 BOOTSTRAP = (
@@ -105,6 +110,7 @@ class Endpoint:
     #: Kerberos: the service principal's class, or the whole SPN when WinRM answers under another name.
     service: str = "HTTP"
     spn: str | None = None
+    max_output: int = DEFAULT_MAX_OUTPUT
 
 
 @dataclass(frozen=True)
@@ -394,7 +400,41 @@ class _Adapter(HTTPAdapter):
     def send(self, request: requests.PreparedRequest, stream: bool = False, timeout: Any = None,
              verify: bool | str = True, cert: Any = None, proxies: Any = None) -> requests.Response:
         timeout = self._run.admit(timeout)
-        return super().send(request, stream=stream, timeout=timeout, verify=verify, cert=cert, proxies=proxies)
+        response = super().send(request, stream=stream, timeout=timeout, verify=verify, cert=cert, proxies=proxies)
+        # requests reads the body later (auth hooks first): bound that read, wherever it happens.
+        limit = self._run.endpoint.max_output * 4 // 3 + _ENVELOPE_SLACK
+        declared = response.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > limit:
+            response.close()
+            raise _too_much(self._run)
+        response.__class__ = _BoundedResponse
+        assert isinstance(response, _BoundedResponse)
+        response.run, response.limit = self._run, limit
+        return response
+
+
+class _BoundedResponse(requests.Response):
+    """A response whose body may not grow past ``limit`` while it is read: memory stays bounded
+    by the node's output limit however large an answer a node (or a proxy) sends."""
+
+    run: _Run
+    limit: int
+
+    def iter_content(self, chunk_size: int | None = 1, decode_unicode: bool = False) -> Iterator[Any]:
+        size = 0
+        for chunk in super().iter_content(chunk_size, decode_unicode):
+            size += len(chunk)
+            if size > self.limit:
+                self.close()
+                raise _too_much(self.run)
+            yield chunk
+
+
+def _too_much(run: _Run) -> NodeError:
+    limit = run.endpoint.max_output
+    shown = f"{limit / 1048576:g} MB" if limit >= 1048576 else f"{limit} bytes"
+    return NodeError(run.endpoint.node, "output", f"the node's output exceeds the limit of {shown} "
+                     "(max_output_mb in the inventory)", run.elapsed())
 
 
 class _Transport(winrm_transport.Transport):
@@ -634,6 +674,7 @@ def _receive_all(proto: Protocol, run: _Run, shell_id: str, command_id: str) -> 
     """Poll Receive until Done, never past the deadline; OperationTimeout just means poll again."""
     out: list[bytes] = []
     err: list[bytes] = []
+    received = 0
     while True:
         left = run.remaining()
         if left <= 0.05:
@@ -650,6 +691,9 @@ def _receive_all(proto: Protocol, run: _Run, shell_id: str, command_id: str) -> 
             continue
         out.append(stdout)
         err.append(stderr)
+        received += len(stdout) + len(stderr)
+        if received > run.endpoint.max_output:
+            raise _too_much(run)
         if done:
             return b"".join(out), b"".join(err), code
 

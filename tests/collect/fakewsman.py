@@ -131,12 +131,14 @@ class Trickle:
 
 @dataclass
 class RawHTTP:
-    """Any HTTP answer; a ``declared_length`` beyond the body truncates it, then closes."""
+    """Any HTTP answer; a ``declared_length`` beyond the body truncates it, then closes.
+    ``chunked`` sends the body with chunked transfer encoding (no length known up front)."""
 
     status: int = 200
     body: bytes = b""
     content_type: str = "application/soap+xml;charset=UTF-8"
     declared_length: int | None = None
+    chunked: bool = False
 
 
 @dataclass
@@ -751,6 +753,19 @@ class _RequestHandler(BaseHTTPRequestHandler):
         if isinstance(action, Fault):
             return action.status, _fault_xml(msg_id, action)
         if isinstance(action, RawHTTP):
+            if action.chunked:
+                head = (f"HTTP/1.1 {action.status} OK\r\nContent-Type: {action.content_type}\r\n"
+                        "Transfer-Encoding: chunked\r\n\r\n")
+                try:
+                    self.wfile.write(head.encode("latin-1"))
+                    for at in range(0, len(action.body), 64 * 1024):
+                        piece = action.body[at:at + 64 * 1024]
+                        self.wfile.write(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
+                    self.wfile.write(b"0\r\n\r\n")
+                except OSError:
+                    pass   # the client stopped reading
+                self._close()
+                raise _Abort()
             if action.declared_length is None:
                 return action.status, action.body  # content type below is SOAP; fine for garbage tests
             self._send(action.status, action.body, action.content_type, declared_length=action.declared_length)
