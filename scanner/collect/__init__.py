@@ -104,6 +104,8 @@ def collect_inventory(
         result = discovered.get(plan.name)
         if result is not None and result.failure is not None:
             outcomes.append(result.failure)
+        if result is not None:
+            outcomes.extend(result.refused)
         outcomes.extend(by_cluster.pop(plan.name, []))
     for rest in by_cluster.values():  # not expected: a cluster the inventory does not name
         outcomes.extend(rest)

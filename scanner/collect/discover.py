@@ -14,7 +14,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 from scanner.collect.fleet import INTERRUPT_GRACE, TICK, NodeJob, NodeOutcome
-from scanner.collect.inventory import Discovery
+from scanner.collect.inventory import Discovery, host_problem, is_address
 from scanner.collect.output import is_ip_address, one_line, stderr_message
 from scanner.collect.transport import (
     Cancellation,
@@ -51,11 +51,16 @@ Run = Callable[[Endpoint, str], RunOutput]
 
 @dataclass(frozen=True)
 class DiscoveryResult:
-    """The member jobs found for one cluster, or the outcome that says why there are none."""
+    """The member jobs found for one cluster, or the outcome that says why there are none.
+
+    ``refused`` holds one error outcome per member name that failed the checks of
+    :func:`member_problem`: those members are never contacted, so they never see credentials.
+    """
 
     cluster: str
     jobs: tuple[NodeJob, ...]
     failure: NodeOutcome | None
+    refused: tuple[NodeOutcome, ...] = ()
 
 
 def parse_member_names(run: RunOutput, scrub: Callable[[str], str] = str) -> list[str]:
@@ -92,6 +97,33 @@ def member_host(name: str, discover_from: str) -> str:
     return f"{name}.{discover_from.split('.', 1)[1]}"
 
 
+def _domain(host: str) -> str | None:
+    """``contoso.com`` for ``hv11.contoso.com``; None for a short name or an address."""
+    host = host.rstrip(".")
+    return host.split(".", 1)[1].casefold() if "." in host and not is_address(host) else None
+
+
+def member_problem(name: str, discovery: Discovery) -> str | None:
+    """Why the member name a seed reported must not be contacted (with credentials), or None.
+
+    The seed's answer is data from the field: the name must pass the inventory's host-name
+    check, be an IP address or localhost only with ``discovery_allow: {ip_addresses: true}``,
+    and, when it names a domain, lie in the seed's DNS domain or one of ``discovery_allow.domains``.
+    """
+    problem = host_problem(name, allow_addresses=discovery.allow_addresses)
+    if problem:
+        hint = " (allow it with discovery_allow: {ip_addresses: true})" if is_address(name) else ""
+        return f"{problem}{hint}"
+    domain = _domain(name)
+    if domain is None:
+        return None   # a short name is reached in the seed's domain (member_host)
+    allowed = [d for d in (_domain(discovery.endpoint.node), *discovery.domains) if d]
+    if any(domain == d or domain.endswith("." + d) for d in allowed):
+        return None
+    inside = " or ".join(allowed) if allowed else "no DNS domain (the seed was given without one)"
+    return f"lies outside {inside} (allow its domain with discovery_allow: {{domains: [{domain}]}})"
+
+
 def discover_cluster(discovery: Discovery, run: Run) -> DiscoveryResult:
     """Run the discovery script on ``discovery.endpoint`` and build one job per member."""
     start = time.monotonic()
@@ -116,8 +148,17 @@ def discover_cluster(discovery: Discovery, run: Run) -> DiscoveryResult:
             elapsed=elapsed if elapsed is not None else time.monotonic() - start, requests=requests, kind=kind,
         )
         return DiscoveryResult(discovery.cluster, (), failure)
-    jobs = tuple(NodeJob(discovery.cluster, discovery.member(member_host(n, source))) for n in names)
-    return DiscoveryResult(discovery.cluster, jobs, None)
+    jobs: list[NodeJob] = []
+    refused: list[NodeOutcome] = []
+    for name in names:
+        problem = member_problem(name, discovery)
+        if problem is None:
+            jobs.append(NodeJob(discovery.cluster, discovery.member(member_host(name, source))))
+            continue
+        shown = name[:100]
+        refused.append(NodeOutcome(discovery.cluster, shown, None, f"{shown}: not contacted: {source} reported "
+                                   f"the member name {shown!r}, which {problem}", 0.0, 0, "config"))
+    return DiscoveryResult(discovery.cluster, tuple(jobs), None, tuple(refused))
 
 
 def _interrupted(discovery: Discovery) -> DiscoveryResult:

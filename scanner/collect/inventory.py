@@ -9,8 +9,11 @@ over plain HTTP, TLS not verified) come back as warnings for the CLI to print.
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import math
 import os
+import re
+import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -38,6 +41,50 @@ _HOST: dict[str, Any] = {
     "x-message": "must be a host name or address, without spaces, slashes or '@'",
 }
 _PATH = {"type": "string", "minLength": 1}
+_DOMAIN = {"type": "string", "pattern": r"^[A-Za-z0-9_.-]+$", "x-message": "must be a DNS domain like contoso.com"}
+_DISCOVERY_ALLOW: dict[str, Any] = {
+    "type": "object",
+    "properties": {"domains": {"type": "array", "items": _DOMAIN}, "ip_addresses": {"type": "boolean"}},
+    "additionalProperties": False,
+}
+# One host-name label: letters, digits, '_' (NetBIOS names have it) and inner '-', at most 63.
+_LABEL = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
+
+
+def is_address(host: str) -> bool:
+    """True for an IP literal in any form a resolver takes (``::1``, ``[::1]``, ``127.1``,
+    ``2130706433``, ``0x7f.1``) and for ``localhost``: names that reach a machine without DNS."""
+    h = host.strip().strip("[]").rstrip(".").casefold()
+    if h == "localhost" or h.endswith(".localhost"):
+        return True
+    try:
+        ipaddress.ip_address(h)
+        return True
+    except ValueError:
+        pass
+    try:
+        socket.inet_aton(h)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def host_problem(name: str, *, allow_addresses: bool = True) -> str | None:
+    """What is wrong with ``name`` as a node's host name, or None.
+
+    Inventory names and the names a cluster reports through discovery pass the same check:
+    DNS labels of letters, digits, ``-`` and ``_``, so no port, URL, user part, space or control
+    or format character can ride along; an IP address or ``localhost`` only where allowed.
+    """
+    if is_address(name):
+        return None if allow_addresses else "is an IP address or localhost"
+    host = name[:-1] if name.endswith(".") else name
+    if not host or len(host) > 253:
+        return "is not a host name (1 to 253 characters)"
+    if not all(_LABEL.fullmatch(label) for label in host.split(".")):
+        return ("is not a host name: use letters, digits, '-' and '_' in dot-separated labels of at most "
+                "63 characters (no port, URL, '@', spaces or other characters)")
+    return None
 _SETTINGS: dict[str, Any] = {
     "transport": {"enum": list(TRANSPORTS)},
     "scheme": {"enum": list(DEFAULT_PORTS)},
@@ -98,6 +145,7 @@ SCHEMA: dict[str, Any] = {
                     "name": {"type": "string", "pattern": r"\S", "x-message": "must be a cluster name"},
                     "nodes": {"type": "array", "minItems": 1, "items": _NODE_ENTRY},
                     "discover_from": _NODE_ENTRY,
+                    "discovery_allow": _DISCOVERY_ALLOW,
                     **_SETTINGS,
                 },
                 "required": ["name"], "additionalProperties": False,
@@ -125,6 +173,10 @@ class Discovery:
     member_scheme: str
     member_port: int
     member_template: Endpoint = field(repr=False)
+    #: DNS domains (and their subdomains) members may be in besides the seed's own.
+    domains: tuple[str, ...] = ()
+    #: Whether members reported as IP addresses (or localhost) may be contacted.
+    allow_addresses: bool = False
 
     def member(self, name: str) -> Endpoint:
         """How to reach a discovered member: the cluster's settings with the member's name."""
@@ -267,6 +319,9 @@ class _Builder:
                 raise self.error(cpath, f"cluster '{name}' needs either 'nodes' (a list of hosts) or "
                                  "'discover_from' (one member to ask for the others)")
             levels = [(defaults, ("defaults",)), (cluster, cpath)]
+            if has_nodes and "discovery_allow" in cluster:
+                raise self.error(cpath + ("discovery_allow",), f"cluster '{name}': discovery_allow only applies "
+                                 "with discover_from")
             if has_nodes:
                 nodes = []
                 for ni, entry in enumerate(cluster["nodes"]):
@@ -286,7 +341,16 @@ class _Builder:
                 scheme = self.value(settings, "scheme", "https")
                 port = self.value(settings, "port", DEFAULT_PORTS[scheme])
                 template = self.endpoint(f"members of {name}", wsman_url(scheme, "member", port), settings, cpath)
-                plans.append(ClusterPlan(name, (), Discovery(name, endpoint, scheme, port, template)))
+                allow = cluster.get("discovery_allow") or {}
+                domains = []
+                for di, domain in enumerate(allow.get("domains", [])):
+                    domain = domain.strip(".").casefold()
+                    if host_problem(domain, allow_addresses=False):
+                        raise self.error(cpath + ("discovery_allow", "domains", di),
+                                         f"{domain!r} is not a DNS domain (like contoso.com)")
+                    domains.append(domain)
+                plans.append(ClusterPlan(name, (), Discovery(name, endpoint, scheme, port, template, tuple(domains),
+                                                             bool(allow.get("ip_addresses", False)))))
         return Inventory(self.source, tuple(plans), tuple(self.warnings()), tuple(self.ntlm_nodes))
 
     def validate(self, data: Any) -> None:
@@ -322,6 +386,9 @@ class _Builder:
                       cluster: str) -> Endpoint:
         raw: Mapping[str, Any] = {"name": entry} if isinstance(entry, str) else entry
         name = raw["name"].strip()
+        problem = host_problem(name)
+        if problem:
+            raise self.error(npath if isinstance(entry, str) else npath + ("name",), f"{name!r} {problem}")
         settings = self.merge([*levels, (raw, npath)])
         if "endpoint" in raw:
             for key in ("scheme", "port"):

@@ -51,6 +51,7 @@ clusters:
   - name: HVCLU02
     port: {port}
     discover_from: {seed}
+    discovery_allow: {{ip_addresses: true}}   # the fake seed names its member 127.0.0.1
   - name: LAB
     nodes:
       - {lab1}
