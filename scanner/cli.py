@@ -447,7 +447,7 @@ def _print_summary(report: ScanReport, outputs: dict[str, Path], args: argparse.
 
 
 def _collect(args: argparse.Namespace, save_dir: Path | None) -> tuple[list[NodeOutcome], bool]:
-    from scanner.collect import collect_inventory
+    from scanner.collect import collect_inventory, save_snapshots
     from scanner.collect.inventory import load_inventory
     from scanner.collect.progress import Progress
 
@@ -455,9 +455,18 @@ def _collect(args: argparse.Namespace, save_dir: Path | None) -> tuple[list[Node
     for w in (*inventory.warnings, inventory.ntlm_notice()):
         if w:
             _warn(w)
+    if save_dir is not None:
+        _check_can_write(save_dir, "--out" if args.command == "collect" else "--save-snapshots")
     progress = Progress(sys.stderr, sys.stderr.isatty())   # the pool closes it with its summary line
-    outcomes = collect_inventory(inventory, workers=args.workers, progress=progress, save_dir=save_dir)
+    outcomes = collect_inventory(inventory, workers=args.workers, progress=progress)
     interrupted = any(o.error and "interrupted" in o.error for o in outcomes)
+    if save_dir is not None:
+        try:
+            save_snapshots(outcomes, save_dir)
+        except OSError as exc:   # a disk that filled up during the collection: report, say so, exit 3
+            _err(f"cannot save the snapshots in {save_dir}: {exc.strerror or exc} ({exc.filename}); "
+                 "the collected data is still evaluated, but not every snapshot was saved")
+            interrupted = True
     return list(outcomes), interrupted
 
 
@@ -472,6 +481,16 @@ def _check_auth(args: argparse.Namespace) -> int:
     checks = check_inventory(inventory, workers=args.workers)
     sys.stdout.write(clean(render_table(checks), multiline=True))
     return EXIT_OK if all(c.error is None for c in checks) else EXIT_INCOMPLETE
+
+
+def _check_can_write(directory: Path, option: str) -> None:
+    from scanner.fsutil import check_can_write
+
+    try:
+        check_can_write(directory)
+    except OSError as exc:
+        raise InputError(exc.filename or directory, f"{option} cannot be written: {exc.strerror or exc}; "
+                         "give a writable directory with free space") from None
 
 
 def _prompt(text: str) -> str:

@@ -38,3 +38,35 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o666) -> None:
         except OSError:
             pass
         raise
+
+
+#: What the write probe writes: enough that a full file system says so (an empty file may fit).
+PROBE_BYTES = 64 * 1024
+
+
+def check_can_write(directory: Path) -> None:
+    """Write, sync and remove a probe file where ``directory`` is (or would be created), so a
+    read-only or full file system shows up before a long collection, not after it.
+
+    Nothing is created when ``directory`` does not exist yet: the probe goes into its nearest
+    existing ancestor. Raises :class:`OSError` (``filename`` set) when it cannot write.
+    """
+    target = Path(directory)
+    while not target.exists() and target != target.parent:
+        target = target.parent
+    if not target.is_dir():
+        raise NotADirectoryError(20, "Not a directory", str(target))
+    fd, tmp = tempfile.mkstemp(prefix=".lmscan-probe.", dir=target)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(bytes(PROBE_BYTES))
+            fh.flush()
+            os.fsync(fh.fileno())
+    except OSError as exc:
+        exc.filename = exc.filename or str(target)
+        raise
+    finally:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
