@@ -17,6 +17,7 @@ from scanner.term import clean
 
 if TYPE_CHECKING:
     from scanner.collect.fleet import NodeOutcome
+    from scanner.config import Settings
     from scanner.loader import Rule
     from scanner.rulecache import RuleDoc
     from scanner.model import ScanReport
@@ -241,9 +242,14 @@ def _outputs(args: argparse.Namespace) -> dict[str, Path]:
     return out
 
 
-def _inputs(args: argparse.Namespace) -> list[Path]:
+def _inputs(args: argparse.Namespace, settings: Settings) -> list[Path]:
     """Every file or directory this run reads (or fills), which no report may overwrite."""
     paths = [args.policy, *args.rules, args.inventory, args.save_snapshots, *(args.snapshot or [])]
+    history = getattr(args, "history", None) or settings.history
+    if settings.source:
+        paths.append(Path(settings.source))
+    if history and "://" not in str(history):
+        paths.append(Path(history))
     return [p for p in paths if p is not None]
 
 
@@ -256,7 +262,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
     for fmt in [f for f in outputs if f not in REPORT_FLAGS]:
         _warn(f"{settings.source}: outputs.{fmt}: this lmscan has no {fmt} report yet; not written")
         del outputs[fmt]
-    check_outputs(outputs, _inputs(args))
+    check_outputs(outputs, _inputs(args, settings))
     mail = _mail_settings(args, settings.mail)
     mail_password = mail.password_value(os.environ) if mail else None
     policy = args.policy

@@ -74,6 +74,8 @@ def test_write_files_removes_its_temporary_files_when_one_target_fails(tmp_path:
     (["--html", "r.html", "--junit", "./r.html"], "would write the same file"),
     (["--html", "r.html", "--junit", "{link_to_r}"], "would write the same file"),
     (["--html", "-", "--json", "-"], "only one report can go to standard output"),
+    (["--config", "{config}", "--json", "{config}"], "would overwrite this input file"),
+    (["--history", "{work}/h.sqlite", "--html", "h.sqlite"], "would overwrite this input file"),
 ])
 def test_issue7_item8_report_path_on_an_input_or_another_report_is_exit_2(
         tmp_path: Path, args: list[str], problem: str) -> None:
@@ -85,8 +87,10 @@ def test_issue7_item8_report_path_on_an_input_or_another_report_is_exit_2(
     policy.write_bytes(POLICY.read_bytes())
     (work / "link.yaml").symlink_to(policy)
     (work / "link.html").symlink_to(work / "r.html")
+    (work / "lmscan.yaml").write_text("lmscan_config: 1\n")
     values = {"policy": str(policy), "link_to_policy": str(work / "link.yaml"), "policy_name": "policy.yaml",
-              "snapshots": str(snapshots), "link_to_r": "link.html"}
+              "snapshots": str(snapshots), "link_to_r": "link.html", "config": str(work / "lmscan.yaml"),
+              "work": str(work)}
     argv = [a.format(**values) for a in args]
     code, out, err = finish(lmscan("scan", "--snapshot", str(snapshots), "--policy", str(policy), *argv, cwd=work))
     assert code == 2, err
