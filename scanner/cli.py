@@ -534,10 +534,16 @@ def cmd_collect(args: argparse.Namespace) -> int:
     outcomes, interrupted = _collect(args, args.out)
     ok = sum(1 for o in outcomes if o.snapshot is not None)
     failed = [o for o in outcomes if o.snapshot is None]
-    sys.stdout.write(f"collected {ok} of {len(outcomes)} nodes into {clean(args.out)}\n")
-    for o in failed:
-        sys.stdout.write(f"  error  {clean(o.cluster)}/{clean(o.node)}: {clean(o.error)}\n")
-    return EXIT_INCOMPLETE if failed or interrupted else EXIT_OK
+    code = EXIT_INCOMPLETE if failed or interrupted else EXIT_OK
+    try:
+        sys.stdout.write(f"collected {ok} of {len(outcomes)} nodes into {clean(args.out)}\n")
+        for o in failed:
+            sys.stdout.write(f"  error  {clean(o.cluster)}/{clean(o.node)}: {clean(o.error)}\n")
+        sys.stdout.flush()
+    except BrokenPipeError:   # as in cmd_scan: the outcome stands, a cut-off list is never success
+        _stdout_gone()
+        return EXIT_INCOMPLETE
+    return code
 
 
 def cmd_rules(args: argparse.Namespace) -> int:

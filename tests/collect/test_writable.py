@@ -97,3 +97,17 @@ def test_check_can_write_creates_nothing(tmp_path: Path) -> None:
     (tmp_path / "f").write_text("x")
     with pytest.raises(NotADirectoryError):
         check_can_write(tmp_path / "f" / "dir")
+
+
+def test_issue7_item11_collect_into_a_closed_pipe_is_not_success(tmp_path: Path, fleet: FakeWSMan) -> None:
+    inv = tmp_path / "inv.yaml"
+    lmscan(tmp_path, fleet, "rules", "list")    # writes inv.yaml (and fails: rules takes no inventory)
+    env = dict(os.environ, PW=SECRET, NO_COLOR="1")
+    p = subprocess.Popen([sys.executable, "-m", "scanner", "collect", "--inventory", str(inv), "--out",
+                          str(tmp_path / "out")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    assert p.stdout is not None and p.stderr is not None
+    p.stdout.close()                             # the reader is gone before lmscan prints
+    err = p.stderr.read()
+    assert p.wait(timeout=120) == 3, err         # every node was collected, but nobody saw it
+    assert "Traceback" not in err and "Exception ignored" not in err
+    assert len(list((tmp_path / "out").rglob("*.json"))) == 2
