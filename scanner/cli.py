@@ -273,7 +273,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
         if policy is None:
             policy = Path(str(demo.joinpath("policy.yaml")))
         if not args.quiet:
-            sys.stderr.write(f"lmscan: scanning the bundled demo clusters ({snapshot_paths[0]})\n")
+            sys.stderr.write(f"lmscan: scanning the bundled demo clusters ({clean(snapshot_paths[0])})\n")
     ruleset = pipeline.load_ruleset(policy, args.rules)
     store = cli_history.open_history(args, settings)
     try:
@@ -354,7 +354,7 @@ def _deliver(report: ScanReport, settings: MailSettings, password: str | None, r
     send, why = mail.should_send(report, settings.when)
     if not send:
         if not quiet:
-            sys.stderr.write(f"lmscan: mail not sent: {why}\n")
+            sys.stderr.write(f"lmscan: mail not sent: {clean(why)}\n")
         return True
     attachments = []
     for kind in settings.attach:
@@ -372,7 +372,7 @@ def _deliver(report: ScanReport, settings: MailSettings, password: str | None, r
         _err(str(exc))
         return False
     if not quiet:
-        sys.stderr.write(f"lmscan: mail sent to {', '.join(settings.to + settings.cc)}\n")
+        sys.stderr.write(f"lmscan: mail sent to {clean(', '.join(settings.to + settings.cc))}\n")
     return True
 
 
@@ -446,7 +446,7 @@ def _print_summary(report: ScanReport, outputs: dict[str, Path], args: argparse.
     sys.stdout.write(render_console(report, color=_use_color(args.color, sys.stdout), width=width,
                                     min_severity=severity))
     for line in cli_history.summary_lines(report):
-        sys.stdout.write(line + "\n")
+        sys.stdout.write(clean(line) + "\n")
     for fmt, path in outputs.items():
         sys.stdout.write(f"{fmt:>5}: {clean(path)}\n")
     sys.stdout.flush()
