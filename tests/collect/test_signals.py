@@ -66,7 +66,7 @@ def test_issue7_item10_a_signal_during_collection_writes_the_reports_and_closes_
     os.kill(p.pid, sig)
     out, err = p.communicate(timeout=60)
     assert p.returncode in (1, 3), err          # 3, or 1 when the collected node has failures
-    assert "Traceback" not in err and "interrupted" in err
+    assert "Traceback" not in err and "interrupted" in err, err
     assert fleet.open_shells() == 0
     results = json.loads(report.read_text())
     nodes = {n["name"]: n for c in results["clusters"] for n in c["nodes"]}
