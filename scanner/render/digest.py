@@ -129,6 +129,8 @@ def _text(view: dict[str, Any]) -> str:
         mark = f" [{f['change'].upper()}]" if f["change"] else ""
         out.append(f"  {f['severity'].upper():<8} {f['rule']} {f['title']}{mark}")
         out.append(f"           {f['cluster']} · {f['where']}")
+        if f["summary"]:
+            out.append(f"           {f['summary']}")
     if view["failures_more"]:
         more = view["failures_more"]
         out.append(f"  ... and {more} more finding{'s' if more != 1 else ''} ({view['failures_more_detail']}): "

@@ -113,6 +113,7 @@ def finding_view(report: ScanReport, f: fnd.Finding, anchor: str | None = None) 
     return {
         "rule": f.rule, "title": f.title, "severity": f.severity.value, "cluster": f.cluster,
         "where": f.where, "target_ids": f.target_ids, "message": f.message, "rows": rows + evidence,
+        "summary": one_line(f.message[0], 180) if len(f.message) == 1 else "",
         "code": {"screen": f.remediation, "print": print_wrap(f.remediation)} if f.remediation else None,
         "counts": f.counts, "change": f.change, "anchor": anchor,
         "rule_anchor": _anchor("rule", f.rule) if f.rule in report.rules else None,
