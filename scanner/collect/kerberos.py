@@ -26,6 +26,7 @@ import re
 import socket
 import struct
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -161,6 +162,10 @@ _lock = threading.Lock()
 _cache: dict[tuple[str, str], tuple[Any, float]] = {}
 #: A keytab ticket is obtained anew when less than this (or half its lifetime) is left.
 RENEW_BEFORE = 600.0
+#: (principal, keytab) -> (when, why): a failed attempt is not repeated for every node of a run
+#: (an unreachable KDC would otherwise cost each node the KDC timeout, one after another).
+_failed: dict[tuple[str, str], tuple[float, str]] = {}
+RETRY_AFTER = 60.0
 
 
 def credentials(principal: str | None, keytab: str | None) -> Any:
@@ -184,6 +189,9 @@ def credentials(principal: str | None, keytab: str | None) -> Any:
                 held = _cache.get(key)
                 if held is not None and _remaining(held[0]) > min(RENEW_BEFORE, held[1] / 2):
                     return held[0]
+                failed = _failed.get(key)
+                if failed is not None and time.monotonic() - failed[0] < RETRY_AFTER:
+                    raise KerberosError(failed[1])
                 store: dict[bytes | str, bytes | str] = {
                     b"ccache": f"MEMORY:lmscan-{os.getpid()}-{uuid.uuid4().hex}".encode(),
                     b"client_keytab": keytab.encode()}
@@ -192,8 +200,11 @@ def credentials(principal: str | None, keytab: str | None) -> Any:
                     cred = gssapi.Credentials(name=name, usage="initiate", store=store, mechs=[krb5])
                     lifetime = cred.lifetime  # obtains the ticket now, so its errors are said here
                 except GSSError as exc:
-                    raise KerberosError(describe(exc, principal=principal, keytab=keytab,
-                                                 enctypes=sorted({e.enctype for e in entries}))) from None
+                    line = describe(exc, principal=principal, keytab=keytab,
+                                    enctypes=sorted({e.enctype for e in entries}))
+                    _failed[key] = (time.monotonic(), line)
+                    raise KerberosError(line) from None
+                _failed.pop(key, None)
                 _cache[key] = (cred, float(lifetime or 0))
                 return cred
         wanted = gssapi.Name(_full_name(principal), gssapi.NameType.kerberos_principal) if principal else None
@@ -220,6 +231,7 @@ def forget_credentials() -> None:
     """Drop the keytab credentials obtained so far (the next run obtains new tickets)."""
     with _lock:
         _cache.clear()
+        _failed.clear()
 
 
 def _full_name(principal: str | None) -> str:

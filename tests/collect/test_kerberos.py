@@ -167,6 +167,22 @@ def test_node_without_kerberos(wsman: Callable[..., FakeWSMan], krb: KDC, tls: o
     assert "the node does not offer Kerberos" in line and "winrm set winrm/config/service/auth" in line
 
 
+def test_a_failed_keytab_login_is_not_repeated_for_every_node(wsman: Callable[..., FakeWSMan], krb: KDC) -> None:
+    srv = served(wsman, krb)
+    ep = endpoint(srv, keytab=str(krb.client_keytab))
+    krb.stop()
+    try:
+        first = failure(ep)
+    finally:
+        krb.start()
+    log = krb.root / "kdc.log"
+    before = log.read_text()
+    assert failure(ep) == first  # the same line at once, not another wait for an absent KDC
+    assert log.read_text()[len(before):].count("AS_REQ") == 0
+    kerberos.forget_credentials()  # a new run asks again
+    assert run_powershell(ep, "x").stdout == b"hello from the node"
+
+
 def test_keytab_without_the_principal(wsman: Callable[..., FakeWSMan], krb: KDC) -> None:
     line = failure(endpoint(served(wsman, krb), principal=f"someone-else@{REALM}", keytab=str(krb.client_keytab)))
     assert f"has no key for someone-else@{REALM}" in line and PRINCIPAL in line
