@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import struct
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -36,6 +38,15 @@ def _tool(name: str) -> str:
     if found is None:
         raise RuntimeError(f"{name} not found (Debian: apt-get install krb5-kdc krb5-admin-server krb5-user)")
     return found
+
+
+def _die_with_parent() -> None:
+    """In the child: be terminated when the test process ends, even if it is killed before its
+    teardown could stop the KDC (Linux prctl PR_SET_PDEATHSIG; elsewhere nothing)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM)
 
 
 def _free_port() -> int:
@@ -123,7 +134,7 @@ class KDC:
         """Start krb5kdc in the foreground on the realm's port; wait until it answers on TCP."""
         log = open(self.root / "krb5kdc.out", "ab")  # noqa: SIM115  (kept by the child)
         self.proc = subprocess.Popen([_tool("krb5kdc"), "-n", "-r", self.realm], env=self.env,
-                                     stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+                                     stdout=log, stderr=log, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
         log.close()
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
