@@ -71,6 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--save-snapshots", metavar="DIR", type=Path, help="with --inventory: keep what was collected")
     s.add_argument("--color", choices=["auto", "always", "never"], default="auto", help="colour in the summary")
     s.add_argument("-q", "--quiet", action="store_true", help="print no summary")
+    s.add_argument("--only", metavar="ID[,ID...]", action="append",
+                   help="run only these rules (ids or globs such as 'HOST*'; repeatable)")
+    s.add_argument("--skip", metavar="ID[,ID...]", action="append",
+                   help="do not run these rules (ids or globs; repeatable)")
     s.add_argument("--full", action="store_true",
                    help="print every finding line in full on a terminal too (always so when output is not a terminal)")
     s.add_argument("--severity", metavar="SEVERITY", choices=SEVERITIES, type=str.casefold,
@@ -96,10 +100,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("collector-script", help="print the PowerShell collector (run it on a node: "
                                             "powershell -NoProfile -File collect.ps1 > node.json)")
 
+    comp = sub.add_parser("completion", help="print shell completion code (bash, zsh or powershell)",
+                          description="Print the code that makes your shell complete lmscan's commands "
+                                      "and options; see the README for where to put it.")
+    comp.add_argument("shell", choices=["bash", "zsh", "powershell"])
+
     r = sub.add_parser("rules", help="list, show and validate rules")
     rsub = r.add_subparsers(dest="rules_command", metavar="ACTION", parser_class=_Parser)
     rsub.required = True
     rl = rsub.add_parser("list", help="list the rules")
+    rl.add_argument("--format", choices=["table", "json"], default="table",
+                    help="a table with a header row (default) or JSON")
     _add_policy_args(rl)
     rs = rsub.add_parser("show", help="show one rule: metadata, remediation and its YAML")
     rs.add_argument("rule_id", metavar="ID")
@@ -156,7 +167,11 @@ def _positive_int(text: str) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``lmscan`` console script."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    if "_ARGCOMPLETE" in os.environ:   # a shell asking for completions (lmscan completion ...): answer, exit
+        import argcomplete
+        argcomplete.autocomplete(parser)
+    args = parser.parse_args(argv)
     # A scan builds hundreds of thousands of long-lived, mostly acyclic objects; collecting the
     # young generation less often saves about an eighth of a large fleet's run time.
     gc.set_threshold(100_000, 50, 1000)
@@ -174,6 +189,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cli_history.cmd_config(args)
         if args.command == "report":
             return cli_history.cmd_report(args)
+        if args.command == "completion":
+            from argcomplete.shell_integration import shellcode
+            sys.stdout.write(shellcode(["lmscan"], shell=args.shell))
+            return EXIT_OK
         if args.command == "collector-script":
             from scanner.collect.script import collector_script
             sys.stdout.write(collector_script())
@@ -275,6 +294,11 @@ def cmd_scan(args: argparse.Namespace) -> int:
         if not args.quiet:
             sys.stderr.write(f"lmscan: scanning the bundled demo clusters ({clean(snapshot_paths[0])})\n")
     ruleset = pipeline.load_ruleset(policy, args.rules)
+    if args.only or args.skip:
+        from dataclasses import replace
+
+        from scanner.selection import select_rules
+        ruleset = replace(ruleset, rules=tuple(select_rules(ruleset.rules, args.only, args.skip)))
     store = cli_history.open_history(args, settings)
     try:
         if args.inventory is not None:
@@ -553,11 +577,19 @@ def cmd_rules(args: argparse.Namespace) -> int:
         return _list_facts()
     rules, overrides = _listed_rules(args)
     if args.rules_command == "list":
-        w = max(len(r.id) for r in rules)
-        for r in rules:
-            sev = overrides.get(r.id, {}).get("severity", str(r.severity))
-            off = "  (disabled by policy)" if overrides.get(r.id, {}).get("enabled") is False else ""
-            sys.stdout.write(clean(f"{r.id:<{w}}  {sev:<8}  {r.scope:<9}  {r.title}{off}") + "\n")
+        rows = [{"id": r.id, "title": r.title, "severity": str(overrides.get(r.id, {}).get("severity", str(r.severity))),
+                 "scope": r.scope, "enabled": overrides.get(r.id, {}).get("enabled") is not False, "pack": r.pack}
+                for r in rules]
+        if args.format == "json":
+            import json
+            sys.stdout.write(json.dumps(rows, indent=2, ensure_ascii=False) + "\n")
+            return EXIT_OK
+        w = max([len("ID")] + [len(r.id) for r in rules])
+        sys.stdout.write(f"{'ID':<{w}}  {'SEVERITY':<8}  {'SCOPE':<9}  TITLE\n")
+        for row in rows:
+            off = "  (disabled by policy)" if not row["enabled"] else ""
+            sys.stdout.write(clean(f"{row['id']:<{w}}  {row['severity']:<8}  {row['scope']:<9}  {row['title']}{off}")
+                             + "\n")
         return EXIT_OK
     wanted = args.rule_id.casefold()
     for r in rules:
@@ -599,6 +631,7 @@ def _list_facts() -> int:
     from scanner.conditions import OPERATORS
     from scanner.facts import FACTS
 
+    values = _fact_values()
     for scope, facts in FACTS.items():
         sys.stdout.write(f"{scope}:\n")
         width = max(len(n) for n in facts)
@@ -606,9 +639,30 @@ def _list_facts() -> int:
             f = facts[name]
             kind = f" (a collection of {f.collection} items)" if f.collection else ""
             sys.stdout.write(f"  {name:<{width}}  {f.label}{kind}\n")
+            if (scope, name) in values:
+                sys.stdout.write(f"  {'':<{width}}    values: {values[(scope, name)]}\n")
     sys.stdout.write(f"operators: {', '.join(OPERATORS)}\n")
     sys.stdout.write("quantifiers: all, any, not, each/where/holds, exists/where, count/where\n")
     return EXIT_OK
+
+
+def _fact_values() -> dict[tuple[str, str], str]:
+    """The values an enum-like fact can take, as lmscan normalizes them (names, whatever the snapshot had)."""
+    from scanner import values as v
+
+    def names(mapping: Mapping[int, str]) -> str:
+        return ", ".join(dict.fromkeys(mapping.values()))
+
+    classes = ("a class the site policy declares (e.g. iscsi, management, live_migration, guest, cluster, "
+               "storage), or unclassified")
+    return {
+        ("network", "role"): names(v.NETWORK_ROLE), ("network", "state"): names(v.NETWORK_STATE),
+        ("network", "interface_state"): names(v.INTERFACE_STATE), ("network", "class"): classes,
+        ("node", "state"): names(v.NODE_STATE), ("node", "authentication"): names(v.MIGRATION_AUTH),
+        ("node", "performance_option"): names(v.MIGRATION_PERF),
+        ("interface", "state"): names(v.INTERFACE_STATE), ("interface", "network_class"): classes,
+        ("migration_network", "class"): classes,
+    }
 
 
 def _validate(path: Path) -> int:

@@ -84,7 +84,7 @@ def test_usage_errors_exit_2(tmp_path):
 def test_rules_list_show_validate(tmp_path, capsys):
     assert main(["rules", "list"]) == 0
     listing = capsys.readouterr().out
-    assert listing.count("\n") == 23 and "LM001" in listing and "HOST007" in listing
+    assert listing.count("\n") == 24 and listing.startswith("ID ") and "LM001" in listing and "HOST007" in listing
     assert main(["rules", "show", "LM001"]) == 0
     shown = capsys.readouterr().out
     for part in ("LM001: iSCSI networks are excluded", "critical", "Rationale:", "Remediation",
