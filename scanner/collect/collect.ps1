@@ -163,6 +163,7 @@ try {
     $OsVersion = [version]([string]$os.Version)
     $IsLegacy = $OsVersion -lt [version]'6.2'
     $DnsName = $null
+    $cs = $null
     try {
         $cs = Get-Wmi -Namespace 'root\cimv2' -Class 'Win32_ComputerSystem'
         $DnsName = [string]$cs.DNSHostName
@@ -181,6 +182,7 @@ try {
         Set-Absent 'VMHost', 'VMMigrationNetwork', 'VirtualMachineResourceType', 'VirtualMachineResource' 'Hyper-V role not installed (no vmms service)'
     }
     if ($OsVersion -lt [version]'10.0') { Set-Absent 'DeviceGuard' 'Win32_DeviceGuard needs Windows Server 2016 or later' }
+    if ($null -ne $cs -and $cs.PartOfDomain -eq $false) { Set-Absent 'ComputerAccountDelegation' 'not a domain member (no computer account)' }
 
     # The FailoverClusters module, else WMI root\MSCluster (same facts). PowerShell 7 loads the
     # module through the compatibility layer and gets deserialized copies (Network becomes a

@@ -173,13 +173,13 @@ def test_a_missing_module_is_an_error_naming_what_to_install(script: str, sectio
 
 
 def test_absent_is_written_only_with_evidence(script: str) -> None:
-    """Services ClusSvc and vmms, the FS-SMBBW feature, the OS version, a missing Get-NetIntent."""
+    """Services ClusSvc and vmms, the FS-SMBBW feature, the OS version, a missing Get-NetIntent, no domain."""
     reasons = re.findall(r"Set-Absent [^\n]*'([^']+)'\s*\}?\s*$", script, re.M)
     reasons += re.findall(r"\$Absent\['\w+'\] = '([^']+)'", script)
     assert sorted(reasons) == sorted([
         "Failover Clustering not installed (no ClusSvc service)", "Hyper-V role not installed (no vmms service)",
         "Win32_DeviceGuard needs Windows Server 2016 or later", "Network ATC not installed (no Get-NetIntent)",
-        "SMB Bandwidth Limit feature (FS-SMBBW) not installed"])
+        "SMB Bandwidth Limit feature (FS-SMBBW) not installed", "not a domain member (no computer account)"])
     assert "Get-Service -Name 'ClusSvc'" in script and "Get-Service -Name 'vmms'" in script
     assert "-not $feature.Installed" in script
 
