@@ -175,12 +175,20 @@ def history_location(args: argparse.Namespace, settings: Settings) -> str | None
         return None
     if settings.history:
         return settings.history
-    if os.environ.get("LMSCAN_HISTORY"):
-        value = os.environ["LMSCAN_HISTORY"]
-        return None if value.lower() in ("off", "none", "false", "0") else value
+    env = _env_history()
+    if env is not None:
+        return env or None
     if getattr(args, "demo", False):
         return None
     return str(default_path())
+
+
+def _env_history() -> str | None:
+    """``$LMSCAN_HISTORY``: a store, "" when it says off, None when unset."""
+    value = os.environ.get("LMSCAN_HISTORY")
+    if not value:
+        return None
+    return "" if value.strip().lower() in ("off", "none", "false", "0", "no") else value
 
 
 def _check_url(location: str) -> None:
@@ -254,7 +262,7 @@ def summary_lines(report: ScanReport) -> list[str]:
 def _store_for(args: argparse.Namespace) -> HistoryStore:
     from scanner.history import default_path, open_store
     settings = _load_settings(getattr(args, "config", None))
-    location = args.history or settings.history or os.environ.get("LMSCAN_HISTORY") or str(default_path())
+    location = args.history or settings.history or _env_history() or str(default_path())
     _check_url(location)
     if not re.match(r"^[a-z]+://", location) and not Path(location).expanduser().exists():
         raise InputError(location, "no history store here yet (a scan creates it); give --history or --config")
