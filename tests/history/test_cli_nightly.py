@@ -198,3 +198,8 @@ def test_every_scan_is_recorded_by_default(fleet, tmp_path, monkeypatch):
     assert main(["scan", "--demo", "-q", "--out-dir", str(tmp_path / "demo")]) == 1
     with open_store(default).open() as store:
         assert len(store.runs()) == 1       # the bundled demo stays out of a real history
+    monkeypatch.setenv("LMSCAN_HISTORY", "off")              # off for scans; the commands read the default
+    assert main(["history", "list"]) == 0
+    monkeypatch.setenv("LMSCAN_HISTORY", str(tmp_path / "elsewhere.db"))
+    assert main(["scan", "--snapshot", str(fleet), "-q"]) == 1
+    assert (tmp_path / "elsewhere.db").exists()
