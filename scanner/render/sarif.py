@@ -20,7 +20,7 @@ import json
 import uuid
 from typing import Any
 
-from scanner.model import Result, RuleInfo, ScanReport, Severity, Status
+from scanner.model import Change, ResolvedFinding, Result, RuleInfo, ScanReport, Severity, Status
 from scanner.render._common import clean, one_line, result_key, rule_key, rule_order
 
 SCHEMA_URI = "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
@@ -41,7 +41,9 @@ def render_sarif(report: ScanReport) -> bytes:
     order = rule_order(report)
     reported = sorted((r for r in report.results if r.status in _REPORTED),
                       key=lambda r: (r.cluster.casefold(),) + result_key(r, order))
-    rule_ids = sorted({r.rule for r in reported} | set(report.rules), key=lambda i: rule_key(i, order))
+    resolved = report.changes.resolved if report.changes is not None else ()
+    rule_ids = sorted({r.rule for r in reported} | {f.rule for f in resolved} | set(report.rules),
+                      key=lambda i: rule_key(i, order))
     index = {rid: i for i, rid in enumerate(rule_ids)}
     sample = {r.rule: r for r in reversed(reported)}   # the first result of each rule, for its title
     run: dict[str, Any] = {
@@ -51,7 +53,8 @@ def render_sarif(report: ScanReport) -> bytes:
             "rules": [_rule(rid, report.rules.get(rid), sample.get(rid)) for rid in rule_ids],
         }},
         "invocations": [_invocation(report)],
-        "results": [_result(r, index[r.rule]) for r in reported],
+        "results": [_result(r, index[r.rule]) for r in reported]
+                   + [_absent(f, index[f.rule], report) for f in resolved],
         "columnKind": "unicodeCodePoints",
         "properties": {
             "lmscan": {"scanId": report.scan.id, "failOn": report.scan.fail_on.value,
@@ -130,9 +133,44 @@ def _result(r: Result, rule_index: int) -> dict[str, Any]:
     if r.remediation.strip():
         out["message"]["markdown"] = (message.replace("`", "'") + "\n\n```powershell\n"
                                       + clean(r.remediation).strip().replace("```", "'''") + "\n```")
+    if r.change is not None:   # contracts §7: compared with the history or a --baseline file
+        out["baselineState"] = _BASELINE_STATE[r.change]
+        out["properties"]["change"] = r.change.value
     if r.status is Status.WAIVED:
         out["suppressions"] = [{"kind": "external", "status": "accepted", "justification": _waiver(r.message)}]
     return out
+
+
+#: SARIF's baselineState for each change mark. A reopened finding was not failing in the compared
+#: run, so for SARIF it is new; a finding that no longer fails is reported ``absent`` below.
+_BASELINE_STATE = {Change.NEW: "new", Change.REOPENED: "new", Change.UNCHANGED: "unchanged",
+                   Change.RESOLVED: "absent"}
+
+
+def _absent(f: ResolvedFinding, rule_index: int, report: ScanReport) -> dict[str, Any]:
+    """A finding of the compared run that no longer fails: SARIF's ``absent`` result, with the same
+    fingerprint as when it failed so code-scanning services close it."""
+    t = f.target
+    where = f"{one_line(f.cluster)}/{t.kind}/{one_line(t.name)}"
+    if t.node and t.node.casefold() != t.name.casefold():
+        where = f"{one_line(f.cluster)}/node/{one_line(t.node)}/{t.kind}/{one_line(t.name)}"
+    since = report.changes.scan_time if report.changes is not None else None
+    text = f"Resolved{' since the scan of ' + one_line(since) if since else ''}: {one_line(f.title or f.rule)}" + (
+        " (the target no longer exists)" if f.gone else "")
+    return {
+        "ruleId": f.rule,
+        "ruleIndex": rule_index,
+        "kind": "pass",
+        "level": "none",
+        "baselineState": "absent",
+        "message": {"text": text},
+        "locations": [{"logicalLocations": [{"name": one_line(t.name), "kind": t.kind,
+                                             "fullyQualifiedName": where}]}],
+        "partialFingerprints": {FINGERPRINT: f.id},
+        "correlationGuid": str(uuid.uuid5(_NAMESPACE, f.id)),
+        "properties": {"status": "resolved", "severity": f.severity, "cluster": f.cluster,
+                       "target": t.to_dict(), "change": "resolved", "gone": f.gone},
+    }
 
 
 def _waiver(message: str) -> str:

@@ -203,3 +203,26 @@ def test_every_scan_is_recorded_by_default(fleet, tmp_path, monkeypatch):
     monkeypatch.setenv("LMSCAN_HISTORY", str(tmp_path / "elsewhere.db"))
     assert main(["scan", "--snapshot", str(fleet), "-q"]) == 1
     assert (tmp_path / "elsewhere.db").exists()
+
+
+def test_sarif_baseline_state(fleet, tmp_path, shared_file):
+    import jsonschema
+    schema = json.loads(shared_file("schemas/sarif-2.1.0.json").read_text(encoding="utf-8"))
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    _scan(fleet, tmp_path, "-q")
+    _set_any_network(fleet, True)
+    _scan(fleet, tmp_path, "-q", "--sarif", str(tmp_path / "new.sarif"))
+    _set_any_network(fleet, False)
+    _scan(fleet, tmp_path, "-q", "--sarif", str(tmp_path / "fixed.sarif"))
+    new = json.loads((tmp_path / "new.sarif").read_text(encoding="utf-8"))
+    fixed = json.loads((tmp_path / "fixed.sarif").read_text(encoding="utf-8"))
+    for doc in (new, fixed):
+        assert not list(validator.iter_errors(doc))
+    states = {r["partialFingerprints"]["lmscanResultId/v1"]: r["baselineState"] for r in new["runs"][0]["results"]}
+    assert states[HOST002] == "new" and set(states.values()) == {"new", "unchanged"}
+    absent = [r for r in fixed["runs"][0]["results"] if r["baselineState"] == "absent"]
+    assert {r["partialFingerprints"]["lmscanResultId/v1"] for r in absent} == {HOST002,
+                                                                                "HOST005/HVCLU19/cluster/HVCLU19"}
+    assert all(r["kind"] == "pass" and r["message"]["text"].startswith("Resolved since") for r in absent)
+    old = {r["partialFingerprints"]["lmscanResultId/v1"]: r for r in new["runs"][0]["results"]}
+    assert absent[0]["correlationGuid"] == old[absent[0]["partialFingerprints"]["lmscanResultId/v1"]]["correlationGuid"]
