@@ -261,3 +261,11 @@ def test_item6_required_class_missing_is_a_critical_fail(tmp_path):
     p = lmscan("scan", "--snapshot", str(DEMO / "HVCLU08"), "--policy", str(f), "--fail-on", "critical", "-q",
                "--json", str(out))
     assert [r["status"] for r in json.loads(out.read_text())["results"] if r["rule"] == "POL001"] == ["pass"]
+
+
+def test_item6_console_says_when_a_critical_rule_checked_nothing(tmp_path):
+    f = tmp_path / "site.yaml"
+    f.write_text("lmscan_policy: 1\nnetworks:\n  - {class: iscsi, subnets: [10.99.10.0/24]}\n"
+                 "  - {class: live_migration, subnets: [10.108.2.0/24]}\n")
+    p = lmscan("scan", "--snapshot", str(DEMO / "HVCLU08"), "--policy", str(f), "--json", str(tmp_path / "r.json"))
+    assert "NOT CHECKED critical LM001   HVCLU08 cluster HVCLU08: no cluster network is classified iscsi" in p.stdout

@@ -65,6 +65,7 @@ def render_console(report: ScanReport, color: bool, width: int | None = 100,
     folded, not_collected = _uncollected(report, cap)
     lines.extend(not_collected)
     lines.extend(_findings(report, folded, cap, min_severity))
+    lines.extend(_critical_skips(report, cap))
     lines.append([])
     lines.append(_verdict_line(report))
     # Field text is made inert for a terminal here, once, before the line is cut to width.
@@ -174,6 +175,19 @@ def _findings(report: ScanReport, folded: set[str], cap: int | None,
         assert min_severity is not None
         out.append([(f"{hidden} finding{'s' if hidden != 1 else ''} below --severity "
                      f"{min_severity.value} not shown", "dim")])
+    return out
+
+
+def _critical_skips(report: ScanReport, cap: int | None) -> list[list[Segment]]:
+    """A critical rule that checked nothing (no network classified iscsi) is said plainly, not hidden in a count."""
+    skipped = [r for r in report.results if r.status is Status.SKIP and r.severity is Severity.CRITICAL]
+    out: list[list[Segment]] = [[]] if skipped else []
+    for r in skipped[:cap]:
+        out.append([("NOT CHECKED ", "warn"), (f"{r.severity.value:<9}", r.severity.value),
+                    (f"{one_line(r.rule):<8}", "bold"), (f"{one_line(r.cluster)} {target_label(r.target)}: ", ""),
+                    (one_line(r.message), "dim")])
+    if cap is not None and len(skipped) > cap:
+        out.append([(f"... and {len(skipped) - cap} more critical rules that checked nothing", "dim")])
     return out
 
 
