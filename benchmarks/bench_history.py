@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
+import shutil
 import sys
 import tempfile
 import time
@@ -127,10 +127,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{100 * (added2 + m['json_s']) / m['scan_s']:.1f} % | "
                 f"{growth / 1e6:.1f} MB | {growth / m['results']:.0f} B |")
             if kind == "sqlite":
-                try:
-                    os.unlink(location)
-                except OSError:
-                    pass
+                shutil.rmtree(Path(location).parent, ignore_errors=True)   # the file, its -wal and -shm
     return 0
 
 
