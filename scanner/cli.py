@@ -620,6 +620,10 @@ def _show_rule(r: Rule | RuleDoc) -> str:
              f"target:    {r.scope}" + (" (one result per VM on Windows Server 2008 R2)" if r.per_vm else ""),
              f"defined:   {r.source}:{r.line} (pack {r.pack})", "", "Rationale:", f"  {r.rationale}", "",
              "Remediation (template; lmscan fills in the real network Ids):"]
+    if r.fix:
+        from scanner.plan import FIXES
+        lines[-1] = f"Remediation: fix '{r.fix}', computed from the site policy: {FIXES[r.fix]}."
+        lines.append("  When no change can be computed, the result says instead:")
     lines += [f"  {x}" for x in r.remediation_text.rstrip().splitlines()]
     if r.references:
         lines += ["", "References:"] + [f"  {x}" for x in r.references]

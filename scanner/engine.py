@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -11,16 +12,17 @@ from jinja2.exceptions import SecurityError
 
 from scanner import templating
 from scanner.conditions import Outcome, show
+from scanner import fixps
 from scanner.errors import InputError
-from scanner.facts import ClusterView, InterfaceView, NetworkView, NodeView, Unavailable, View, VMView
+from scanner.facts import (ClusterView, InterfaceView, MigrationNetworkView, NetworkView, NodeView, Unavailable, View,
+                           VMView)
 from scanner.loader import Rule
 from scanner.model import Result, Severity, Status, Target
 from scanner.normalize import Cluster
+from scanner.plan import Finding, plan
 from scanner.policy import Policy
 from scanner.pwsh import quote
 from scanner.templating import PsCode, readonly
-
-VM_RESOURCE_TYPE = "Get-ClusterResourceType -Name 'Virtual Machine'"
 
 
 def evaluate(rules: Sequence[Rule], clusters: Sequence[Cluster], policy: Policy,
@@ -29,20 +31,56 @@ def evaluate(rules: Sequence[Rule], clusters: Sequence[Cluster], policy: Policy,
     today = today or _dt.date.today()
     results: list[Result] = []
     for cluster in clusters:
+        drafts: list[tuple[Rule, _Draft]] = []
+        start = len(results)
         for rule in rules:
             override = policy.overrides.get(rule.id, {})
             if override.get("enabled", True) is False:
                 continue
             severity = Severity(override.get("severity", rule.severity.value))
             for item in _evaluate_rule(rule, cluster, policy):
+                drafts.append((rule, item[2]))
                 results.append(_finish(item, severity, policy, today))
+        _remediate(cluster, policy, drafts, results, start)
     return results
+
+
+def _remediate(cluster: Cluster, policy: Policy, drafts: list[tuple[Rule, _Draft]], results: list[Result],
+               start: int) -> None:
+    """Attach the actions of every failure with a ``fix``, planned together for the cluster.
+
+    Waived findings get the text of their fix (as if they failed) but no actions: the fix script
+    leaves accepted exceptions alone.
+    """
+    fixable = [k for k, (rule, d) in enumerate(drafts)
+               if rule.fix and results[start + k].status in (Status.FAIL, Status.WAIVED)]
+    if not fixable:
+        return
+    failing = [k for k in fixable if results[start + k].status is Status.FAIL]
+    waived = [k for k in fixable if results[start + k].status is Status.WAIVED]
+    for group, keep in ((failing, True), (failing + waived, False)):
+        if not group or (not keep and not waived):
+            continue
+        fixes = plan(cluster, policy, [_finding(*drafts[k]) for k in group])
+        for k, fx in zip(group, fixes, strict=True):
+            r = results[start + k]
+            if keep != (r.status is Status.FAIL):
+                continue
+            text = fixps.render(fx.actions, fx.note) if fx.actions else \
+                "\n".join(x for x in (fixps.ps_comment(fx.note) if fx.note else "", drafts[k][1].remediation) if x)
+            results[start + k] = dataclasses.replace(r, remediation=text, actions=fx.actions if keep else ())
+
+
+def _finding(rule: Rule, d: _Draft) -> Finding:
+    assert rule.fix is not None
+    return Finding(fix=rule.fix, vm=d.vm, node=d.target.node, network_ids=d.network_ids, subnets=d.subnets)
 
 
 # ----------------------------------------------------------------------------- one rule
 
 class _Draft:
-    __slots__ = ("target", "status", "message", "expected", "actual", "evidence", "remediation")
+    __slots__ = ("target", "status", "message", "expected", "actual", "evidence", "remediation", "vm",
+                 "network_ids", "subnets")
 
     def __init__(self, target: Target, status: Status, message: str, expected: str = "", actual: str = "",
                  evidence: dict[str, Any] | None = None, remediation: str = "") -> None:
@@ -53,6 +91,10 @@ class _Draft:
         self.actual = actual
         self.evidence = evidence or {}
         self.remediation = remediation
+        # What a fix needs to know (scanner.plan): the VM resource judged, the failing networks and subnets.
+        self.vm: str | None = None
+        self.network_ids: tuple[str, ...] = ()
+        self.subnets: tuple[str, ...] = ()
 
 
 def _evaluate_rule(rule: Rule, cluster: Cluster, policy: Policy) -> list[tuple[Rule, Cluster, _Draft]]:
@@ -222,7 +264,13 @@ def _draft(rule: Rule, view: View, cv: ClusterView, target: Target, out: Outcome
     evidence = identity(view)
     evidence.update(out.evidence)
     remediation = _render(rule.remediation, ctx) if not out.ok else ""
-    return _Draft(target, status, message, out.expected, out.actual, evidence, remediation)
+    d = _Draft(target, status, message, out.expected, out.actual, evidence, remediation)
+    if not out.ok and rule.fix:
+        vm = cv.vm or (view.vm if isinstance(view, VMView) else None)
+        d.vm = vm.name if vm is not None else None
+        d.network_ids = tuple(f.network.id for f in failing if isinstance(f, NetworkView))
+        d.subnets = tuple(f.mn.subnet for f in failing if isinstance(f, MigrationNetworkView))
+    return d
 
 
 def identity(view: View) -> dict[str, Any]:
@@ -244,9 +292,7 @@ def identity(view: View) -> dict[str, Any]:
 def _setting_target(cv: ClusterView, view: View) -> str:
     """Where the LM setting lives: the VM resource type (2012+) or one VM resource (2008 R2)."""
     vm = cv.vm or (view.vm if isinstance(view, VMView) else None)
-    if vm is not None:
-        return PsCode(f"Get-ClusterResource -Name {quote(vm.name)}")
-    return PsCode(VM_RESOURCE_TYPE)
+    return PsCode(fixps.setting_target(vm.name if vm is not None else None))
 
 
 def _context(rule: Rule, view: View, cv: ClusterView, failing: list[View], out: Outcome,

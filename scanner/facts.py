@@ -351,6 +351,16 @@ def _c_first_class(v: ClusterView) -> str | None:
     return v.policy.classify(order[0]) if order else None
 
 
+@fact("cluster", "first_network_atc_storage",
+      "the first network is a storage network Network ATC chose (and storage is allowed)")
+def _c_first_atc(v: ClusterView) -> bool:
+    """Contracts §4 (amended): where ATC selects the networks it puts storage first, and that counts."""
+    if v.vm is not None or not v.cluster.atc_lm_selection:
+        return False
+    order = v.order()
+    return bool(order) and v.policy.classify(order[0]) == "storage" and "storage" in v.policy.allowed
+
+
 @fact("cluster", "exclude_ids", "MigrationExcludeNetworks")
 def _c_exclude(v: ClusterView) -> list[str]:
     s = v.setting()
@@ -513,6 +523,11 @@ attribute_facts("node", _host, (
     ("authentication", "migration authentication", "authentication"),
     ("performance_option", "migration performance option", "performance_option"),
     ("max_vm_migrations", "MaximumVirtualMachineMigrations", "max_vm_migrations")))
+
+
+@fact("node", "performance_option_reported", "migration performance option reported (Windows Server 2012 has none)")
+def _nd_perf_reported(v: NodeView) -> bool:
+    return _host(v).performance_option is not None
 
 
 @fact("node", "concurrency", "simultaneous live migrations")

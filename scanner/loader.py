@@ -20,6 +20,7 @@ from scanner import templating
 from scanner.conditions import Cond, ConditionError, compile_cond
 from scanner.errors import InputError
 from scanner.model import PackInfo, Severity
+from scanner.plan import FIXES
 from scanner.policy import POLICY_REFS
 from scanner.yamlsrc import YamlDoc, decode_yaml, fmt_path, load_yaml, schema_check
 
@@ -49,6 +50,7 @@ RULE_SCHEMA: dict[str, Any] = {
         },
         "rationale": {"type": "string", "minLength": 1},
         "remediation": {"type": "string", "minLength": 1},
+        "fix": {"enum": list(FIXES)},
         "references": {"type": "array", "items": {"type": "string"}},
     },
 }
@@ -95,8 +97,9 @@ class Rule:
     message_pass: jinja2.Template | None
     message_fail: jinja2.Template | None
     rationale: str
-    remediation: jinja2.Template
+    remediation: jinja2.Template        # the text, or with ``fix`` the guidance when no change can be computed
     remediation_text: str
+    fix: str | None                      # a fix kind of scanner.plan.FIXES: the remediation as actions
     references: tuple[str, ...]
     message_names: frozenset[str]       # template names the messages use (contexts build only these)
     source: str
@@ -187,6 +190,7 @@ def rules_from_list(doc: YamlDoc, items: Any, base: tuple[Any, ...], pack: str, 
             rationale=" ".join(item["rationale"].split()),
             remediation=_template(doc, path, ("remediation",), item["remediation"], prefix),
             remediation_text=item["remediation"],
+            fix=item.get("fix"),
             message_names=frozenset().union(*(jinja2.meta.find_undeclared_variables(TEMPLATES.parse(t))
                                               for t in msgs.values())),
             references=tuple(item.get("references", ())),

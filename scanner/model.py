@@ -9,7 +9,10 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from scanner.actions import Action
 
 
 class Status(str, enum.Enum):
@@ -97,9 +100,12 @@ class Result:
     remediation: str
     evidence: Mapping[str, Any] = field(default_factory=dict)
     change: Change | None = None
+    #: What running the remediation changes, computed from the policy (``scanner.actions``); the
+    #: ``remediation`` text is rendered from these. Empty for results without an automatic fix.
+    actions: tuple[Action, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        out = {
+        out: dict[str, Any] = {
             "id": self.id,
             "rule": self.rule,
             "title": self.title,
@@ -115,6 +121,9 @@ class Result:
         }
         if self.change is not None:
             out["change"] = self.change.value
+        if self.actions:
+            from scanner.actions import to_dict as action_dict
+            out["actions"] = [action_dict(a) for a in self.actions]
         return out
 
 

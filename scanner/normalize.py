@@ -196,6 +196,7 @@ class NodeData:
     max_parallel_migrations: int | None = None
     intents: tuple[str, ...] = ()
     atc_lm_selection: Any = None
+    atc_perf_selection: Any = None
     smb_bandwidth_limit: int | None = None
     cluster_smb_limit: bool | None = None        # Cluster.SetSMBBandwidthLimit (WS2022+)
     atc_performance_option: str | None = None    # NetIntentGlobalOverrides
@@ -275,6 +276,7 @@ class Cluster:
     max_parallel_migrations: int | None = None
     network_atc: bool = False
     atc_lm_selection: bool | None = None
+    atc_perf_selection: bool | None = None   # ATC sets the hosts' migration performance option and concurrency
     intents: tuple[str, ...] = ()
     smb_bandwidth_limit: int | None = None
     vm_majority: LMSetting | None = None     # 2008 R2: the setting most VM resources share
@@ -636,6 +638,7 @@ def reduce_snapshot(snap: Snapshot, keep_all_interfaces: bool = False,
         max_parallel_migrations=v.as_int(P(cluster_obj, "MaximumParallelMigrations")) if cluster_obj else None,
         intents=intents,
         atc_lm_selection=P(overrides, "EnableLiveMigrationNetworkSelection") if overrides else None,
+        atc_perf_selection=P(overrides, "EnableVirtualMachineMigrationPerformanceSelection") if overrides else None,
         smb_bandwidth_limit=smb,
         cluster_smb_limit=v.as_bool(P(cluster_obj, "SetSMBBandwidthLimit")) if cluster_obj else None,
         atc_performance_option=v.as_enum(P(overrides, "VirtualMachineMigrationPerformanceOption"), v.MIGRATION_PERF)
@@ -721,9 +724,12 @@ def build_cluster(name: str, data: Sequence[NodeData], failures: Sequence[NodeFa
         covered.update(short_name(i.node) for i in extra)
     intents = next((d.intents for d in data if d.intents), ())
     atc_raw = next((d.atc_lm_selection for d in data if d.atc_lm_selection is not None), None)
+    perf_raw = next((d.atc_perf_selection for d in data if d.atc_perf_selection is not None), None)
     atc_sel: bool | None = None
-    if intents:
+    atc_perf: bool | None = None
+    if intents:   # an override that is absent or null means the feature's default: on
         atc_sel = True if v.as_bool(atc_raw) is None else v.as_bool(atc_raw)
+        atc_perf = True if v.as_bool(perf_raw) is None else v.as_bool(perf_raw)
     return Cluster(
         name=name,
         os=_majority([(d.os, d.os) for d in data if d.os]) or "",
@@ -739,10 +745,17 @@ def build_cluster(name: str, data: Sequence[NodeData], failures: Sequence[NodeFa
                                            if d.max_parallel_migrations is not None]),
         network_atc=bool(intents),
         atc_lm_selection=atc_sel,
+        atc_perf_selection=atc_perf,
         intents=intents,
         smb_bandwidth_limit=next((d.smb_bandwidth_limit for d in data if d.smb_bandwidth_limit is not None), None),
-        vm_majority=_majority([(vm.setting.key(), vm.setting) for vm in vms]),
+        vm_majority=majority_setting(vms),
     )
+
+
+def majority_setting(vms: Sequence[VMResource]) -> LMSetting | None:
+    """2008 R2: the live-migration setting most VM resources share (what LM007 compares with)."""
+    found: LMSetting | None = _majority([(vm.setting.key(), vm.setting) for vm in vms])
+    return found
 
 
 class Reducer:

@@ -88,7 +88,7 @@ def test_rules_list_show_validate(tmp_path, capsys):
     assert main(["rules", "show", "LM001"]) == 0
     shown = capsys.readouterr().out
     for part in ("LM001: iSCSI networks are excluded", "critical", "Rationale:", "Remediation",
-                 "References:", "Definition:", "  - id: LM001", "set_exclude"):
+                 "References:", "Definition:", "  - id: LM001", "fix 'exclude_failing'"):
         assert part in shown
     assert main(["rules", "show", "NOPE1"]) == 2
     assert "no rule with id" in capsys.readouterr().err
