@@ -119,12 +119,25 @@ def report_from_dict(data: Any) -> ScanReport:
     return ScanReport(scan=info, clusters=clusters, results=results, rules=rules, **extra)
 
 
+def _actions(items: Any, where: str) -> tuple[Any, ...]:
+    """Remediation actions, checked field by field (``lmscan remediate`` runs what they say)."""
+    from scanner.actions import ActionError, from_dict
+    if not isinstance(items, list):
+        raise _Bad(where, "must be a list")
+    try:
+        return tuple(from_dict(a, f"{where}[{i}]") for i, a in enumerate(items))
+    except ActionError as exc:
+        raise _Bad(exc.where, exc.problem) from None
+
+
 def _result(r: Mapping[str, Any], where: str, extra_fields: frozenset[str]) -> Result:
     t = _map(r.get("target"), f"{where}.target")
     evidence = r.get("evidence") or {}
     extra = {k: r[k] for k in extra_fields if k in r}
     if extra.get("change") is not None:
         extra["change"] = _enum(Change, extra["change"], f"{where}.change")
+    if "actions" in extra:
+        extra["actions"] = _actions(extra["actions"], f"{where}.actions")
     return Result(
         id=_str(r.get("id"), f"{where}.id"), rule=_str(r.get("rule"), f"{where}.rule"),
         title=_str(r.get("title", ""), f"{where}.title"),
