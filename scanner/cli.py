@@ -31,6 +31,7 @@ REPORT_FLAGS = {"html": "report.html", "junit": "junit.xml", "json": "results.js
 # The values of scanner.model.Severity, spelt out so that parsing arguments imports no model
 # (``lmscan --help`` starts at once; tests/test_cli.py checks the two agree).
 SEVERITIES = ["info", "low", "medium", "high", "critical"]
+FILE_FLAGS = (*REPORT_FLAGS, "remediate")   # files a scan writes when asked (--out-dir writes the reports)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -61,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write SARIF 2.1.0 for code-scanning UIs here ('-': standard output)")
     s.add_argument("--markdown", metavar="FILE", type=Path,
                    help="write a Markdown summary for CI job pages here, e.g. \"$GITHUB_STEP_SUMMARY\" ('-': standard output)")
+    s.add_argument("--remediate", metavar="FILE", type=Path,
+                   help="write a PowerShell fix script for the findings here ('-': standard output)")
     s.add_argument("--out-dir", metavar="DIR", type=Path,
                    help="write report.html, junit.xml, results.json, results.sarif and summary.md into DIR "
                         "(--demo: default ./lmscan-demo)")
@@ -89,6 +92,15 @@ def build_parser() -> argparse.ArgumentParser:
                     help="take the mail settings from this config file's mail: block (default: $LMSCAN_CONFIG)")
     _add_mail_args(ml)
     cli_history.add_scan_options(s)
+
+    fx = sub.add_parser("remediate", help="write a PowerShell fix script from a results JSON",
+                        description="Write the remediation actions of a results JSON as one PowerShell script to "
+                                    "review and run on a node of each cluster (what-if unless run with -Apply).")
+    fx.add_argument("results", metavar="RESULTS", type=Path, help="a results JSON written by 'lmscan scan --json'")
+    fx.add_argument("-o", "--out", metavar="FILE", type=Path, default=Path(STDOUT),
+                    help="write the script here (default '-': standard output)")
+    fx.add_argument("--cluster", metavar="NAME", action="append", default=[],
+                    help="only this cluster (repeatable; default: every cluster with findings)")
 
     c = sub.add_parser("collect", help="collect snapshots over WinRM without evaluating")
     c.add_argument("--inventory", metavar="FILE", type=Path, required=True)
@@ -183,6 +195,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_collect(args)
         if args.command == "mail":
             return cmd_mail(args)
+        if args.command == "remediate":
+            return cmd_remediate(args)
         if args.command == "history":
             return cli_history.cmd_history(args)
         if args.command == "config":
@@ -254,8 +268,8 @@ def _outputs(args: argparse.Namespace) -> dict[str, Path]:
         out_dir = Path("lmscan-demo")
     if out_dir is not None:
         out.update({k: out_dir / name for k, name in REPORT_FLAGS.items()})
-    for k in REPORT_FLAGS:
-        if getattr(args, k) is not None:
+    for k in FILE_FLAGS:
+        if getattr(args, k, None) is not None:
             out[k] = getattr(args, k)
     out.update(getattr(args, "extra_outputs", {}))
     return out
@@ -278,7 +292,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
 
     settings = cli_history.apply_config(args)
     outputs = _outputs(args)
-    for fmt in [f for f in outputs if f not in REPORT_FLAGS]:
+    for fmt in [f for f in outputs if f not in FILE_FLAGS]:
         _warn(f"{settings.source}: outputs.{fmt}: this lmscan has no {fmt} report yet; not written")
         del outputs[fmt]
     check_outputs(outputs, _inputs(args, settings))
@@ -398,6 +412,31 @@ def _deliver(report: ScanReport, settings: MailSettings, password: str | None, r
     if not quiet:
         sys.stderr.write(f"lmscan: mail sent to {clean(', '.join(settings.to + settings.cc))}\n")
     return True
+
+
+def cmd_remediate(args: argparse.Namespace) -> int:
+    """``lmscan remediate RESULTS -o FILE``: the fix script of a past scan."""
+    from scanner.fsutil import atomic_write
+    from scanner.remediate import render_fix_script
+    from scanner.reportset import check_outputs
+    from scanner.resultsfile import load_results
+
+    if str(args.out) != STDOUT:
+        check_outputs({"remediate": args.out}, [args.results])
+    report = load_results(args.results)
+    data = render_fix_script(report, args.cluster)
+    if str(args.out) == STDOUT:
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+        return EXIT_OK
+    try:
+        atomic_write(args.out, data)
+    except OSError as exc:
+        raise InputError(args.out, f"cannot write the fix script: {exc.strerror}") from None
+    changes = data.count(b" -Finding '")
+    sys.stderr.write(f"lmscan: wrote {args.out} ({changes} change(s); run it with -Apply on a node of the cluster "
+                     "to make them)\n")
+    return EXIT_OK
 
 
 def cmd_mail(args: argparse.Namespace) -> int:
@@ -621,7 +660,7 @@ def _show_rule(r: Rule | RuleDoc) -> str:
              f"defined:   {r.source}:{r.line} (pack {r.pack})", "", "Rationale:", f"  {r.rationale}", "",
              "Remediation (template; lmscan fills in the real network Ids):"]
     if r.fix:
-        from scanner.plan import FIXES
+        from scanner.fixkinds import FIXES
         lines[-1] = f"Remediation: fix '{r.fix}', computed from the site policy: {FIXES[r.fix]}."
         lines.append("  When no change can be computed, the result says instead:")
     lines += [f"  {x}" for x in r.remediation_text.rstrip().splitlines()]

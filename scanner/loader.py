@@ -20,7 +20,7 @@ from scanner import templating
 from scanner.conditions import Cond, ConditionError, compile_cond
 from scanner.errors import InputError
 from scanner.model import PackInfo, Severity
-from scanner.plan import FIXES
+from scanner.fixkinds import FIXES
 from scanner.policy import POLICY_REFS
 from scanner.yamlsrc import YamlDoc, decode_yaml, fmt_path, load_yaml, schema_check
 

@@ -16,22 +16,9 @@ from dataclasses import dataclass, field
 from scanner.actions import (Action, RemoveMigrationNetwork, SetAtcOverride, SetClusterProperty, SetHost, SetLMList,
                              SetNetworkRole)
 from scanner.normalize import Cluster, LMSetting, Network, effective_order, short_name
+from scanner.fixkinds import FIXES
 from scanner.policy import Policy
 
-#: Fix kinds a rule may name, with what they do (``lmscan rules show`` and the README print these).
-FIXES: dict[str, str] = {
-    "exclude_failing": "add the failing networks to MigrationExcludeNetworks (never a network of a preferred class)",
-    "include_preferred": "remove the Up networks of a preferred class from MigrationExcludeNetworks",
-    "preferred_first": "put the networks of a preferred class first in MigrationNetworkOrder",
-    "drop_unknown_ids": "remove Ids that name no cluster network from both lists",
-    "policy_lists": "set the VM resource's lists to the policy's (2008 R2): exclude what the policy excludes, "
-                    "preferred networks first",
-    "role_none": "set the network's cluster role to None (pinning the live-migration order if that would move it)",
-    "enable_migration": "enable live migration on the host",
-    "use_listed_networks": "turn UseAnyNetworkForMigration off",
-    "remove_migration_networks": "remove the failing subnets from the host's migration networks",
-    "host_policy": "set authentication, performance option and concurrency to the policy's values",
-}
 LIST_FIXES = frozenset({"exclude_failing", "include_preferred", "preferred_first", "drop_unknown_ids", "policy_lists"})
 #: Classes the built-in rules always exclude (LM001-LM003); any class outside `allowed` is excluded too (LM004).
 EXCLUDED_CLASSES = ("iscsi", "management", "guest")

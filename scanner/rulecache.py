@@ -38,6 +38,7 @@ class RuleDoc:
     line: int
     pack: str
     yaml_text: str
+    fix: str | None = None
 
 
 def _pack_bytes() -> bytes:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from scanner.model import ScanReport
+from scanner.remediate import render_fix_script
 from scanner.render.console import render_console
 from scanner.render.html import render_html
 from scanner.render.jsonfmt import render_json
@@ -27,6 +28,7 @@ FORMATS: dict[str, Renderer] = {
     "json": render_json,
     "sarif": render_sarif,
     "markdown": render_markdown,
+    "remediate": render_fix_script,   # the PowerShell fix script (scan --remediate FILE)
 }
 
 __all__ = ["FORMATS", "Renderer", "render_console", "render_html", "render_json",

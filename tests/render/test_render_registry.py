@@ -11,6 +11,7 @@ from scanner.render import FORMATS
 
 # Contracts §6 names html, junit and json; issue 6 adds sarif and markdown (contracts §7 outputs list them).
 CONTRACT_FLAGS = {"--html", "--junit", "--json", "--sarif", "--markdown"}
+EXTENSIONS = {"--remediate"}   # issue 10: the fix script, documented in the README
 
 
 def _scan_parser() -> argparse.ArgumentParser:
@@ -23,7 +24,7 @@ def _scan_parser() -> argparse.ArgumentParser:
 
 
 def test_registry_matches_the_contract() -> None:
-    assert {f"--{name}" for name in FORMATS} == CONTRACT_FLAGS
+    assert {f"--{name}" for name in FORMATS} == CONTRACT_FLAGS | EXTENSIONS
 
 
 def test_registry_matches_the_cli_report_options() -> None:

@@ -33,6 +33,7 @@ PERF = {0: "TCPIP", 1: "Compression", 2: "SMB"}
 #: OS key -> (Caption, Version, BuildNumber, PowerShell version)
 OS = {
     "2008r2": ("Microsoft Windows Server 2008 R2 Enterprise ", "6.1.7601", "7601", "2.0"),
+    "2012": ("Microsoft Windows Server 2012 Datacenter", "6.2.9200", "9200", "3.0"),
     "2019": ("Microsoft Windows Server 2019 Datacenter", "10.0.17763", "17763", "5.1.17763.2931"),
     "2022": ("Microsoft Windows Server 2022 Datacenter", "10.0.20348", "20348", "5.1.20348.2849"),
 }
@@ -555,6 +556,41 @@ def _() -> Case:
     return Case(build(t), [vm("SQL01", "pass"), vm("WEB01", "fail")], "WEB01 puts Heartbeat first.")
 
 
+STOR1 = Net("storage(Storage_VLAN711)", ("10.71.1.0/24",), role=1, metric=20401)
+STOR2 = Net("storage(Storage_VLAN712)", ("10.71.2.0/24",), role=1, metric=20402)
+
+
+def atc_storage_first(selection: Any, order: tuple[str, ...]) -> Docs:
+    """An Azure Local cluster whose Network ATC put its storage networks first (policy: LM preferred)."""
+    t = std(os="2022", nets=[MGMT, STOR1, STOR2], exclude=("Management",), order=order)
+    docs = lm_only(t)
+    set_all(docs, "NetIntent", {"IntentName": "managementcomputestorage", "IsComputeIntentSet": True,
+                                "IsStorageIntentSet": True, "IsManagementIntentSet": True})
+    set_all(docs, "NetIntentGlobalOverrides", {"EnableLiveMigrationNetworkSelection": selection})
+    return docs
+
+
+@case("LM006.pass-atc-storage-first")
+def _() -> Case:
+    return Case(atc_storage_first(None, ("storage(Storage_VLAN711)", "storage(Storage_VLAN712)")), [clu("pass")],
+                "Network ATC selects (override not set) and put storage first; storage is allowed, so that "
+                "counts (contracts §4 amended).")
+
+
+@case("LM006.fail-atc-selection-off")
+def _() -> Case:
+    return Case(atc_storage_first(False, ("storage(Storage_VLAN711)", "storage(Storage_VLAN712)")), [clu("fail")],
+                "ATC's selection is turned off: the order is the site's own, and storage is not preferred.")
+
+
+@case("LM006.fail-atc-management-first")
+def _() -> Case:
+    docs = atc_storage_first(True, ("Management", "storage(Storage_VLAN711)"))
+    set_all(docs, "VirtualMachineResourceType", {"MigrationExcludeNetworks": "",
+                                                 "MigrationNetworkOrder": gid("HVCLU01", "Management")})
+    return Case(docs, [clu("fail")], "ATC selects, but Management carries LM and is first: only storage counts.")
+
+
 # --------------------------------------------------------------------------- LM007 2008 R2 VM consistency
 
 @case("LM007.pass")
@@ -902,6 +938,15 @@ def _() -> Case:
     t = std(hosts={n: Host(perf=0, max_vm=8) for n in ("HV01", "HV02")})
     return Case(host_only(t), [node("HV01", "pass"), node("HV02", "pass")],
                 "The policy sets only authentication; absent hosts: keys are not checked.", POLICY_AUTH_ONLY)
+
+
+@case("HOST004.pass-2012-no-performance-option")
+def _() -> Case:
+    docs = host_only(std(os="2012"))
+    for d in docs.values():
+        del d["sections"]["VMHost"]["VirtualMachineMigrationPerformanceOption"]
+    return Case(docs, [node("HV01", "pass"), node("HV02", "pass")],
+                "Windows Server 2012 has no VirtualMachineMigrationPerformanceOption: not reported, not a failure.")
 
 
 @case("HOST004.skip-no-hosts-policy")
