@@ -17,13 +17,20 @@ from scanner.render.findings import results_sha256
 
 from .conftest import build_sample
 
-SUFFIX = {"html": "html", "junit": "junit.xml", "json": "json", "sarif": "sarif", "markdown": "md"}
+SUFFIX = {"html": "html", "junit": "junit.xml", "json": "json", "sarif": "sarif", "markdown": "md",
+          "remediate": "fix.ps1"}
+
+
+def rendered(fmt: str, report: ScanReport) -> bytes | str:
+    data = FORMATS[fmt](report)
+    # The fix script is written for Windows (BOM, CRLF); the golden file keeps plain lines.
+    return data.decode("utf-8-sig").replace("\r\n", "\n") if fmt == "remediate" else data
 
 
 @pytest.mark.parametrize("fmt", sorted(FORMATS))
 def test_golden(fmt: str, golden) -> None:  # type: ignore[no-untyped-def]
     report = build_sample(hostile=True)
-    golden.check(f"render-sample.{SUFFIX[fmt]}", FORMATS[fmt](report), scan_id=report.scan.id,
+    golden.check(f"render-sample.{SUFFIX[fmt]}", rendered(fmt, report), scan_id=report.scan.id,
                  results_sha256=results_sha256(report))
 
 
@@ -35,5 +42,5 @@ def test_golden_ignores_time_and_scan_id(fmt: str, golden) -> None:  # type: ign
     later = replace(report, scan=replace(report.scan, id="0f0f0f0f-1111-4222-8333-444444444444",
                                          started_at="2027-01-02T03:04:05Z",
                                          finished_at="2027-01-02T03:09:59Z"))
-    golden.check(f"render-sample.{SUFFIX[fmt]}", FORMATS[fmt](later), scan_id=later.scan.id,
+    golden.check(f"render-sample.{SUFFIX[fmt]}", rendered(fmt, later), scan_id=later.scan.id,
                  results_sha256=results_sha256(later))
