@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from scanner.actions import (Action, RemoveMigrationNetwork, SetAtcOverride, SetClusterProperty, SetHost, SetLMList,
                              SetNetworkRole)
 from scanner.normalize import Cluster, LMSetting, Network, effective_order, short_name
-from scanner.fixkinds import FIXES
 from scanner.policy import Policy
 
 LIST_FIXES = frozenset({"exclude_failing", "include_preferred", "preferred_first", "drop_unknown_ids", "policy_lists"})
