@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Union
 
-from scanner.normalize import Cluster, HostSettings, LMSetting, Network, Node, NodeData, VMResource
+from scanner.normalize import Cluster, Delegation, HostSettings, LMSetting, Network, Node, NodeData, VMResource
 
 #: The two live-migration lists and their property names.
 LIST_PROPERTY = {"exclude": "MigrationExcludeNetworks", "order": "MigrationNetworkOrder"}
@@ -113,9 +113,31 @@ class SetNetworkRole:
     previous: str | None = None
 
 
-Action = Union[SetLMList, SetAtcOverride, SetHost, RemoveMigrationNetwork, SetClusterProperty, SetNetworkRole]  # noqa: UP007
+@dataclass(frozen=True, slots=True)
+class AddDelegation:
+    """Let a node's computer account delegate to these services (``msDS-AllowedToDelegateTo``)."""
+
+    kind: ClassVar[str] = "add_delegation"
+    node: str
+    spns: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveDefaultRoute:
+    """Remove a default route of a node (``Remove-NetRoute``)."""
+
+    kind: ClassVar[str] = "remove_default_route"
+    node: str
+    prefix: str
+    interface: str
+    next_hop: str = ""
+
+
+Action = Union[SetLMList, SetAtcOverride, SetHost, RemoveMigrationNetwork, SetClusterProperty,  # noqa: UP007
+               SetNetworkRole, AddDelegation, RemoveDefaultRoute]
 KINDS: dict[str, type[Any]] = {c.kind: c for c in (SetLMList, SetAtcOverride, SetHost, RemoveMigrationNetwork,
-                                                   SetClusterProperty, SetNetworkRole)}
+                                                   SetClusterProperty, SetNetworkRole, AddDelegation,
+                                                   RemoveDefaultRoute)}
 
 
 # ----------------------------------------------------------------------------- JSON
@@ -206,6 +228,12 @@ def from_dict(data: Any, where: str = "action") -> Action:
             raise ActionError(at("name"), f"unknown cluster property (known: {', '.join(CLUSTER_PROPERTIES)})")
         return SetClusterProperty(name=name, value=_typed(at("value"), data["value"], CLUSTER_PROPERTIES[name]),
                                   previous=data.get("previous"))
+    if cls is AddDelegation:
+        return AddDelegation(node=_text(at("node"), data["node"]), spns=_texts(at("spns"), data["spns"]))
+    if cls is RemoveDefaultRoute:
+        return RemoveDefaultRoute(node=_text(at("node"), data["node"]), prefix=_text(at("prefix"), data["prefix"]),
+                                  interface=_text(at("interface"), data["interface"]),
+                                  next_hop=_text(at("next_hop"), data.get("next_hop", "")))
     role = data["role"]
     if role not in ROLES:
         raise ActionError(at("role"), f"must be one of {', '.join(ROLES)}")
@@ -316,7 +344,25 @@ def _apply_atc(a: SetAtcOverride, cluster: Cluster) -> Cluster:
     return dataclasses.replace(cluster, nodes=_nodes(cluster, hosts)) if owned else cluster
 
 
+def _apply_delegation(a: AddDelegation, cluster: Cluster) -> Cluster:
+    def add(d: NodeData) -> NodeData:
+        old = d.delegation or Delegation(allowed_to=(), trusted_to_auth=None)
+        have = {x.casefold() for x in old.allowed_to}
+        new = old.allowed_to + tuple(x for x in a.spns if x.casefold() not in have)
+        return dataclasses.replace(d, delegation=dataclasses.replace(old, allowed_to=new))
+    return dataclasses.replace(cluster, nodes=_nodes(cluster, add, only=a.node))
+
+
+def _apply_route(a: RemoveDefaultRoute, cluster: Cluster) -> Cluster:
+    def drop(d: NodeData) -> NodeData:
+        return dataclasses.replace(d, default_routes=tuple(
+            r for r in d.default_routes
+            if not (r.prefix == a.prefix and (r.alias or str(r.index)) == a.interface)))
+    return dataclasses.replace(cluster, nodes=_nodes(cluster, drop, only=a.node))
+
+
 _APPLY: dict[str, Callable[[Any, Cluster], Cluster]] = {
     SetLMList.kind: _apply_list, SetHost.kind: _apply_host, RemoveMigrationNetwork.kind: _apply_remove_mn,
     SetClusterProperty.kind: _apply_cluster_property, SetNetworkRole.kind: _apply_role, SetAtcOverride.kind: _apply_atc,
+    AddDelegation.kind: _apply_delegation, RemoveDefaultRoute.kind: _apply_route,
 }

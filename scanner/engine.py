@@ -19,7 +19,7 @@ from scanner.facts import (ClusterView, InterfaceView, MigrationNetworkView, Net
 from scanner.loader import Rule
 from scanner.model import Result, Severity, Status, Target
 from scanner.normalize import Cluster
-from scanner.plan import Finding, plan
+from scanner.plan import FIX_FACTS, Finding, plan
 from scanner.policy import Policy
 from scanner.pwsh import quote
 from scanner.templating import PsCode, readonly
@@ -73,14 +73,15 @@ def _remediate(cluster: Cluster, policy: Policy, drafts: list[tuple[Rule, _Draft
 
 def _finding(rule: Rule, d: _Draft) -> Finding:
     assert rule.fix is not None
-    return Finding(fix=rule.fix, vm=d.vm, node=d.target.node, network_ids=d.network_ids, subnets=d.subnets)
+    return Finding(fix=rule.fix, vm=d.vm, node=d.target.node, network_ids=d.network_ids, subnets=d.subnets,
+                   items=d.items)
 
 
 # ----------------------------------------------------------------------------- one rule
 
 class _Draft:
     __slots__ = ("target", "status", "message", "expected", "actual", "evidence", "remediation", "vm",
-                 "network_ids", "subnets")
+                 "network_ids", "subnets", "items")
 
     def __init__(self, target: Target, status: Status, message: str, expected: str = "", actual: str = "",
                  evidence: dict[str, Any] | None = None, remediation: str = "") -> None:
@@ -95,6 +96,7 @@ class _Draft:
         self.vm: str | None = None
         self.network_ids: tuple[str, ...] = ()
         self.subnets: tuple[str, ...] = ()
+        self.items: tuple[Any, ...] = ()        # a fact the fix needs (scanner.plan.FIX_FACTS)
 
 
 def _evaluate_rule(rule: Rule, cluster: Cluster, policy: Policy) -> list[tuple[Rule, Cluster, _Draft]]:
@@ -270,6 +272,11 @@ def _draft(rule: Rule, view: View, cv: ClusterView, target: Target, out: Outcome
         d.vm = vm.name if vm is not None else None
         d.network_ids = tuple(f.network.id for f in failing if isinstance(f, NetworkView))
         d.subnets = tuple(f.mn.subnet for f in failing if isinstance(f, MigrationNetworkView))
+        if rule.fix in FIX_FACTS:
+            try:
+                d.items = tuple(view.get(FIX_FACTS[rule.fix]))
+            except Unavailable:
+                d.items = ()
     return d
 
 

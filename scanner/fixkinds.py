@@ -15,6 +15,9 @@ FIXES: dict[str, str] = {
     "use_listed_networks": "turn UseAnyNetworkForMigration off",
     "remove_migration_networks": "remove the failing subnets from the host's migration networks",
     "host_policy": "set authentication, performance option and concurrency to the policy's values",
+    "kerberos_auth": "switch migration authentication to Kerberos (on every node that uses CredSSP, so they agree)",
+    "add_delegation": "add the missing cifs and migration-service SPNs to the computer account's constrained delegation",
+    "remove_default_routes": "remove the default routes through the network's interfaces",
 }
 
 __all__ = ["FIXES"]

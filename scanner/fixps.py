@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from scanner.actions import (LIST_PROPERTY, Action, RemoveMigrationNetwork, SetAtcOverride, SetClusterProperty,
-                             SetHost, SetLMList, SetNetworkRole)
+from scanner.actions import (LIST_PROPERTY, Action, AddDelegation, RemoveDefaultRoute, RemoveMigrationNetwork,
+                             SetAtcOverride, SetClusterProperty, SetHost, SetLMList, SetNetworkRole)
 from scanner.pwsh import comment, quote
 
 VM_RESOURCE_TYPE = "Get-ClusterResourceType -Name 'Virtual Machine'"
@@ -74,6 +74,11 @@ def describe(a: Action) -> str:
     if isinstance(a, SetClusterProperty):
         was = f" (was {_plain(a.previous)})" if a.previous is not None else ""
         return f"cluster {a.name}: {_plain(a.value)}{was}"
+    if isinstance(a, AddDelegation):
+        return f"constrained delegation of {a.node}'s computer account: add {', '.join(a.spns)}"
+    if isinstance(a, RemoveDefaultRoute):
+        return f"remove default route {a.prefix} via {a.next_hop or 'its gateway'} on {a.interface} of {a.node}"
+    assert isinstance(a, SetNetworkRole)
     return f"cluster role of network {a.network} ({a.network_id}): {a.role} (was {a.previous or 'unknown'})"
 
 
@@ -100,6 +105,13 @@ def commands(a: Action) -> list[str]:
         return [f"Remove-VMMigrationNetwork -ComputerName {quote(a.node)} -Subnet {quote(a.subnet)}"]
     if isinstance(a, SetClusterProperty):
         return [f"(Get-Cluster).{a.name} = {ps_value(a.value)}"]
+    if isinstance(a, AddDelegation):
+        spns = ", ".join(quote(x) for x in a.spns)
+        return [f"Get-ADComputer -Identity {quote(a.node.split('.')[0])} | "
+                f"Set-ADObject -Add @{{ 'msDS-AllowedToDelegateTo' = @({spns}) }}"]
+    if isinstance(a, RemoveDefaultRoute):
+        return [f"Get-NetRoute -CimSession {quote(a.node)} -DestinationPrefix {quote(a.prefix)} "
+                f"-InterfaceAlias {quote(a.interface)} | Remove-NetRoute -Confirm:$false"]
     assert isinstance(a, SetNetworkRole)
     return [f"(Get-ClusterNetwork | Where-Object {{ $_.Id -eq {quote(a.network_id)} }}).Role = "
             f"{ROLE_NUMBER[a.role]}"]

@@ -12,12 +12,15 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from scanner.actions import (Action, RemoveMigrationNetwork, SetAtcOverride, SetClusterProperty, SetHost, SetLMList,
-                             SetNetworkRole)
+from scanner.actions import (Action, AddDelegation, RemoveDefaultRoute, RemoveMigrationNetwork, SetAtcOverride,
+                             SetClusterProperty, SetHost, SetLMList, SetNetworkRole)
 from scanner.normalize import Cluster, LMSetting, Network, effective_order, short_name
 from scanner.policy import Policy
 
+#: Fixes that need a fact of the failing target (computed by the rule's view): fix -> fact.
+FIX_FACTS = {"add_delegation": "delegation_to_add", "remove_default_routes": "default_route_hosts"}
 LIST_FIXES = frozenset({"exclude_failing", "include_preferred", "preferred_first", "drop_unknown_ids", "policy_lists"})
 #: Classes the built-in rules always exclude (LM001-LM003); any class outside `allowed` is excluded too (LM004).
 EXCLUDED_CLASSES = ("iscsi", "management", "guest")
@@ -36,6 +39,7 @@ class Finding:
     node: str | None = None
     network_ids: tuple[str, ...] = ()         # the failing networks
     subnets: tuple[str, ...] = ()             # the failing host migration networks
+    items: tuple[Any, ...] = ()               # the fact FIX_FACTS names for the fix, as the rule saw it
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,7 +257,30 @@ def _fix(cluster: Cluster, policy: Policy, f: Finding, places: dict[str, _Place]
     return _host_fix(cluster, policy, f)
 
 
+def _node_fix(cluster: Cluster, policy: Policy, f: Finding) -> Fix | None:
+    """Fixes of LM016 and HOST006-HOST007 (None: not one of them)."""
+    if f.fix == "remove_default_routes":
+        return Fix(tuple(RemoveDefaultRoute(node=str(r["node"]), prefix=str(r["prefix"]), interface=str(r["interface"]),
+                                            next_hop=str(r.get("next_hop") or "")) for r in f.items))
+    if f.fix == "add_delegation":
+        return Fix((AddDelegation(node=f.node, spns=tuple(str(x) for x in f.items)),) if f.node and f.items else ())
+    if f.fix != "kerberos_auth":
+        return None
+    if str(policy.hosts.get("authentication") or "").casefold() == "credssp":
+        return Fix(note="the site policy asks for CredSSP, which Credential Guard blocks: change the policy to "
+                        "Kerberos (hosts.authentication)")
+    # Every node that uses CredSSP, so that the nodes keep agreeing (HOST005).
+    nodes = sorted((n for n in cluster.collected_nodes() if n.host is not None
+                    and (n.host.authentication or "").casefold() == "credssp"),
+                   key=lambda n: (not (f.node and short_name(n.name) == short_name(f.node)), n.name.casefold()))
+    return Fix(tuple(SetHost(n.name, "VirtualMachineMigrationAuthenticationType", "Kerberos",
+                             n.host.authentication if n.host else None) for n in nodes))
+
+
 def _host_fix(cluster: Cluster, policy: Policy, f: Finding) -> Fix:
+    special = _node_fix(cluster, policy, f)
+    if special is not None:
+        return special
     node = next((n for n in cluster.nodes if f.node and short_name(n.name) == short_name(f.node)), None)
     host = node.host if node is not None else None
     if node is None or host is None:
@@ -270,7 +297,8 @@ def _host_fix(cluster: Cluster, policy: Policy, f: Finding) -> Fix:
     atc: list[tuple[str, object]] = []
     auth, perf, most = (policy.hosts.get(k) for k in ("authentication", "performance_option", "max_migrations"))
     by_atc = bool(cluster.atc_perf_selection)
-    if auth is not None and (host.authentication or "").casefold() != str(auth).casefold():
+    guarded = node.data is not None and bool(node.data.credential_guard) and str(auth).casefold() == "credssp"
+    if auth is not None and not guarded and (host.authentication or "").casefold() != str(auth).casefold():
         actions.append(SetHost(name, "VirtualMachineMigrationAuthenticationType", str(auth), host.authentication))
     if perf and host.performance_option is not None and \
             host.performance_option.casefold() not in {str(p).casefold() for p in perf}:

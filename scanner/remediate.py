@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from scanner.actions import (Action, RemoveMigrationNetwork, SetAtcOverride, SetClusterProperty, SetHost, SetLMList,
-                             SetNetworkRole)
+from scanner.actions import (Action, AddDelegation, RemoveDefaultRoute, RemoveMigrationNetwork, SetAtcOverride,
+                             SetClusterProperty, SetHost, SetLMList, SetNetworkRole)
 from scanner.errors import InputError
 from scanner.fixps import ATC_HOST_NOTE, ATC_LISTS_NOTE, commands, describe, ps_comment, setting_target
 from scanner.model import ClusterInfo, Result, ScanReport, Status
@@ -94,7 +94,7 @@ def _order_key(a: Action) -> tuple[int, str]:
         return (2, a.network_id)
     if isinstance(a, SetClusterProperty):
         return (3, a.name)
-    if isinstance(a, (SetHost, RemoveMigrationNetwork)):
+    if isinstance(a, (SetHost, RemoveMigrationNetwork, AddDelegation, RemoveDefaultRoute)):
         return (4, a.node.casefold())
     return (5, "")  # pragma: no cover - every kind is listed above
 
@@ -229,6 +229,10 @@ def _cluster_body(name: str, info: ClusterInfo | None, results: Sequence[Result]
         lines.append("Import-Module Hyper-V -ErrorAction Stop")
     if SetAtcOverride in kinds:
         lines.append("Import-Module NetworkATC -ErrorAction Stop")
+    if AddDelegation in kinds:
+        lines.append(ps_comment("Constrained delegation is set in Active Directory: run as a domain administrator "
+                                "(RSAT ActiveDirectory module)."))
+        lines.append("Import-Module ActiveDirectory -ErrorAction Stop")
     for b in blocks:
         lines.append("")
         lines += _block(b)

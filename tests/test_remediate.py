@@ -28,6 +28,7 @@ COMMANDS = {
     "Stop-Transcript", "Out-Null", "Get-ClusterResourceType", "Get-ClusterResource", "Get-ClusterParameter",
     "Set-ClusterParameter", "Get-ClusterNetwork", "Where-Object", "Set-VMHost", "Enable-VMMigration",
     "Remove-VMMigrationNetwork", "New-NetIntentGlobalClusterOverrides", "Set-NetIntent",
+    "Get-ADComputer", "Set-ADObject", "Get-NetRoute", "Remove-NetRoute",
 }
 # PowerShell 3.0+ only (the collector's list, tests/collect/test_script.py): breaks 2008 R2.
 NOT_IN_POWERSHELL_2 = [r"ConvertTo-Json\b", r"\[ordered\]", r"\[pscustomobject\]", r"::new\(", r"\s-(not)?in\s",

@@ -81,7 +81,8 @@ def test_the_demo_has_fixes_to_check() -> None:
     ruleset = load_ruleset(DEMO / "policy.yaml")
     report = scan_clusters(ruleset, read_clusters([DEMO]), today=TODAY)
     kinds = {a.kind for r in report.results for a in r.actions}
-    assert {"set_lm_list", "set_host", "remove_migration_network", "set_atc_override"} <= kinds
+    assert {"set_lm_list", "set_host", "remove_migration_network", "set_atc_override", "add_delegation",
+            "remove_default_route"} <= kinds
 
 
 # ----------------------------------------------------------------------------- made-up clusters
