@@ -99,10 +99,10 @@ class Result:
     actual: str
     remediation: str
     evidence: Mapping[str, Any] = field(default_factory=dict)
-    change: Change | None = None
     #: What running the remediation changes, computed from the policy (``scanner.actions``); the
     #: ``remediation`` text is rendered from these. Empty for results without an automatic fix.
     actions: tuple[Action, ...] = ()
+    change: Change | None = None             # last: scanner.changes builds results positionally
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
