@@ -13,6 +13,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
+import signal
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,6 +26,12 @@ SHARED_DIR = ROOT.parent / "shared"
 # ISO-8601 and the reports' human form ("2026-11-26 02:00:03 UTC"), and JUnit durations.
 _TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z| UTC|[+-]\d{2}:?\d{2})?")
 _DURATION = re.compile(r'(\btime=")[0-9.]+(")|(\(took )\d+( s\))')
+
+# A suite started as a background job of a non-interactive shell (`bash .ci/run &`) inherits
+# SIGINT ignored, and Python then installs no KeyboardInterrupt handler: the Ctrl-C tests would
+# send a signal nobody hears. They test lmscan, not the shell that started pytest.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
