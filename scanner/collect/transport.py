@@ -80,11 +80,15 @@ DEFAULT_MAX_OUTPUT = 16 * 1024 * 1024
 _ENVELOPE_SLACK = 1024 * 1024
 
 # Sets UTF-8 both ways, then runs whatever arrives on stdin. Kept PowerShell 2.0-compatible.
+# ConstrainedLanguage (App Control, on by default on Azure Local) refuses UTF8Encoding,
+# [Console] and [ScriptBlock]::Create: there the encodings stay as the shell's code page (65001)
+# set them, and the script runs through Invoke-Expression, which that mode allows.
 BOOTSTRAP = (
     "$ProgressPreference='SilentlyContinue';"
-    "$e=New-Object Text.UTF8Encoding $false;"
-    "try{[Console]::InputEncoding=$e;[Console]::OutputEncoding=$e}catch{};"
+    "if($ExecutionContext.SessionState.LanguageMode -eq 'FullLanguage'){"
+    "try{$e=New-Object Text.UTF8Encoding $false;[Console]::InputEncoding=$e;[Console]::OutputEncoding=$e}catch{};"
     "& ([ScriptBlock]::Create(($input|Out-String)))"
+    "}else{Invoke-Expression ($input|Out-String)}"
 )
 POWERSHELL = "powershell.exe"
 

@@ -392,3 +392,15 @@ def test_a_failed_run_names_the_language_mode(script: str) -> None:
     tail = script[script.rindex("} catch {"):]
     assert "(language mode ' + [string]$ExecutionContext.SessionState.LanguageMode" in tail
     assert "$collector['language_mode']" in script
+
+
+def test_bootstrap_parses_and_runs_in_constrained_language() -> None:
+    """The -EncodedCommand bootstrap: valid PowerShell, and outside its FullLanguage branch it uses
+    no .NET type or method (ConstrainedLanguage refuses them) -- only cmdlets and variables."""
+    from scanner.collect.transport import BOOTSTRAP
+
+    assert syntax_problems(BOOTSTRAP) == []
+    head, rest = BOOTSTRAP.split("if($ExecutionContext.SessionState.LanguageMode -eq 'FullLanguage'){", 1)
+    constrained = head + rest.split("}else{", 1)[1]
+    assert "Invoke-Expression" in constrained
+    assert not re.search(r"\[|::|New-Object|\.\w+\(", constrained), constrained
