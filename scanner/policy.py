@@ -248,7 +248,8 @@ def policy_from_doc(doc: YamlDoc, default: bool = False, raw: bytes | None = Non
         raise doc.error(("lmscan_policy",), f"unsupported version {data['lmscan_policy']!r}; this lmscan reads "
                                             "version 1")
     # Dates written bare in YAML load as date objects; the schema wants text.
-    for w in data.get("waivers") or []:
+    waivers = data.get("waivers")
+    for w in waivers if isinstance(waivers, list) else ():   # any other shape: the schema says what is wrong
         if isinstance(w, dict) and isinstance(w.get("expires"), _dt.date):
             w["expires"] = w["expires"].isoformat()
     overrides = data.get("overrides")

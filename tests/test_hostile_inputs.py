@@ -269,3 +269,12 @@ def test_item6_console_says_when_a_critical_rule_checked_nothing(tmp_path):
                  "  - {class: live_migration, subnets: [10.108.2.0/24]}\n")
     p = lmscan("scan", "--snapshot", str(DEMO / "HVCLU08"), "--policy", str(f), "--json", str(tmp_path / "r.json"))
     assert "NOT CHECKED critical LM001   HVCLU08 cluster HVCLU08: no cluster network is classified iscsi" in p.stdout
+
+
+@pytest.mark.parametrize("section", ["waivers: true", "waivers: 'LM001'", "overrides: [1]", "networks: 5",
+                                     "live_migration: [iscsi]", "hosts: yes"])
+def test_item7_wrongly_shaped_policy_sections_are_exit_2(tmp_path, section):
+    """Found by the fuzz suite: a section of the wrong type is reported by the schema, never a crash."""
+    policy = tmp_path / "site.yaml"
+    policy.write_text(f"lmscan_policy: 1\n{section}\n", encoding="utf-8")
+    assert_one_line_exit_2(lmscan("rules", "validate", str(policy)), "site.yaml:2")
