@@ -263,12 +263,16 @@ def test_item6_required_class_missing_is_a_critical_fail(tmp_path):
     assert [r["status"] for r in json.loads(out.read_text())["results"] if r["rule"] == "POL001"] == ["pass"]
 
 
-def test_item6_console_says_when_a_critical_rule_checked_nothing(tmp_path):
+def test_item6_console_and_html_say_when_a_critical_rule_checked_nothing(tmp_path):
     f = tmp_path / "site.yaml"
     f.write_text("lmscan_policy: 1\nnetworks:\n  - {class: iscsi, subnets: [10.99.10.0/24]}\n"
                  "  - {class: live_migration, subnets: [10.108.2.0/24]}\n")
-    p = lmscan("scan", "--snapshot", str(DEMO / "HVCLU08"), "--policy", str(f), "--json", str(tmp_path / "r.json"))
+    p = lmscan("scan", "--snapshot", str(DEMO / "HVCLU08"), "--policy", str(f), "--json", str(tmp_path / "r.json"),
+               "--html", str(tmp_path / "r.html"))
     assert "NOT CHECKED critical LM001   HVCLU08 cluster HVCLU08: no cluster network is classified iscsi" in p.stdout
+    html = (tmp_path / "r.html").read_text(encoding="utf-8")
+    assert "Critical checks that checked nothing (1)" in html
+    assert "no cluster network is classified iscsi by the site policy" in html
 
 
 @pytest.mark.parametrize("section", ["waivers: true", "waivers: 'LM001'", "overrides: [1]", "networks: 5",

@@ -132,6 +132,11 @@ def cluster_verdict_label(report: ScanReport, name: str, results: Iterable[Resul
     return verdict_label(report.cluster_verdict(name), below_fail_on(report, results), plain=plain)
 
 
+def critical_skips(report: ScanReport) -> list[Result]:
+    """Critical rules that checked nothing (e.g. no network classified iscsi): said plainly, never hidden in a count."""
+    return [r for r in report.results if r.status is Status.SKIP and r.severity is Severity.CRITICAL]
+
+
 def overall_verdict(report: ScanReport) -> Status:
     """FAIL if any cluster fails, else INCOMPLETE (ERROR) if any is incomplete, else PASS."""
     verdicts = {report.cluster_verdict(n) for n in cluster_names(report)}

@@ -17,6 +17,7 @@ from scanner.render._common import (
     below_fail_on,
     cluster_names,
     cluster_verdict_label,
+    critical_skips,
     finding_key,
     group_by_cluster,
     one_line,
@@ -180,7 +181,7 @@ def _findings(report: ScanReport, folded: set[str], cap: int | None,
 
 def _critical_skips(report: ScanReport, cap: int | None) -> list[list[Segment]]:
     """A critical rule that checked nothing (no network classified iscsi) is said plainly, not hidden in a count."""
-    skipped = [r for r in report.results if r.status is Status.SKIP and r.severity is Severity.CRITICAL]
+    skipped = critical_skips(report)
     out: list[list[Segment]] = [[]] if skipped else []
     for r in skipped[:cap]:
         out.append([("NOT CHECKED ", "warn"), (f"{r.severity.value:<9}", r.severity.value),
