@@ -16,21 +16,35 @@ def _read_umask() -> int:
 UMASK = _read_umask()  # read once: os.umask() is process-wide and not thread-safe to toggle
 
 
-def atomic_write(path: Path, data: bytes, mode: int = 0o666) -> None:
-    """Write ``data`` to ``path`` via a temporary file and rename: readers never see half a file.
-
-    The file gets ``mode`` less the umask, as an ordinary ``open()`` would give it (mkstemp alone
-    would leave 0600); pass ``0o600`` for files only the owner may read.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+def write_temp(path: Path, data: bytes, mode: int = 0o666) -> str:
+    """Write ``data`` to a new temporary file beside ``path`` (synced, ``mode`` less the umask) and
+    return its name; the caller renames it into place. Nothing is left behind on failure."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        os.fchmod(fd, mode & ~UMASK)
+        os.fchmod(fd, mode & ~UMASK)   # mkstemp alone would leave 0600
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return tmp
+
+
+def atomic_write(path: Path, data: bytes, mode: int = 0o666) -> None:
+    """Write ``data`` to ``path`` via a temporary file and rename: readers never see half a file.
+
+    The file gets ``mode`` less the umask, as an ordinary ``open()`` would give it; pass ``0o600``
+    for files only the owner may read.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = write_temp(path, data, mode)
+    try:
         os.replace(tmp, path)
     except BaseException:
         try:

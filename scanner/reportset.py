@@ -19,14 +19,13 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-import tempfile
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from scanner.errors import InputError
-from scanner.fsutil import UMASK
+from scanner.fsutil import write_temp
 
 STDOUT = "-"  # a report path of "-" means standard output
 #: How long a scan waits for another one to finish writing into the same directory.
@@ -117,17 +116,7 @@ def write_files(files: Mapping[Path, bytes], mode: int = 0o666) -> None:
         try:
             for path, data in files.items():
                 try:
-                    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=_resolved(path).parent)
-                except OSError as exc:
-                    exc.filename = str(path)
-                    raise
-                temps[path] = tmp
-                try:
-                    os.fchmod(fd, mode & ~UMASK)
-                    with os.fdopen(fd, "wb") as fh:
-                        fh.write(data)
-                        fh.flush()
-                        os.fsync(fh.fileno())
+                    temps[path] = write_temp(_resolved(path), data, mode)
                 except OSError as exc:
                     exc.filename = str(path)
                     raise
