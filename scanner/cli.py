@@ -161,7 +161,7 @@ def _add_mail_args(p: argparse.ArgumentParser) -> None:
 
 def _add_workers_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", metavar="N", type=_positive_int, default=None,
-                   help="nodes collected at once (default 32)")
+                   help="nodes collected at once (default 64)")
 
 
 def _positive_int(text: str) -> int:

@@ -248,7 +248,7 @@ rules: [rules.d]                  # extra rule packs, files or directories
 
 fail_on: high                     # lowest severity whose failures make the exit code 1
 fail_on_new: false                # true: only new or reopened failures count for exit 1
-workers: 32                       # nodes collected at once
+workers: 64                       # nodes collected at once
 
 outputs:                          # {date} (YYYY-MM-DD) and {scan_id} are filled in per run
   dir: reports/{date}

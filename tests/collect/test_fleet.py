@@ -101,7 +101,7 @@ def test_default_worker_count() -> None:
     run, peaks = concurrency_probe(0.3)
     began = time.monotonic()
     collect_nodes([job(f"N{i}") for i in range(DEFAULT_WORKERS + 8)], "s", parse, run=run)
-    assert max(peaks) == DEFAULT_WORKERS == 32
+    assert max(peaks) == DEFAULT_WORKERS == 64
     assert time.monotonic() - began < 2 * 0.3 + 0.5
 
 
