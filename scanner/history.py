@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import socket
+import time
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -540,7 +541,18 @@ class SQLiteStore(HistoryStore):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(str(self.path), timeout=self.BUSY_TIMEOUT_S, isolation_level=None)
         conn.execute(f"PRAGMA busy_timeout = {int(self.BUSY_TIMEOUT_S * 1000)}")
-        conn.execute("PRAGMA journal_mode = WAL")
+        # Switching a new file to WAL while another scan does the same can answer "database is
+        # locked" at once, without waiting for the busy timeout: try again until it runs out.
+        deadline = time.monotonic() + self.BUSY_TIMEOUT_S
+        while True:
+            try:
+                conn.execute("PRAGMA journal_mode = WAL")
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc) or time.monotonic() > deadline:
+                    conn.close()
+                    raise
+                time.sleep(0.05)
         conn.execute("PRAGMA synchronous = FULL")   # a recorded run survives a power cut too
         return _AutoBegin(conn)
 
