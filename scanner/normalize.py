@@ -11,9 +11,11 @@ import functools
 import ipaddress
 import json
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any, TypeVar, Union
+
+import orjson
 
 from scanner import sections as sec
 from scanner import values as v
@@ -21,6 +23,7 @@ from scanner.errors import InputError
 from scanner.snapshot import Snapshot
 from scanner.values import prop as P
 
+T = TypeVar("T")
 IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]  # noqa: UP007 - a runtime alias
 
 #: Section states at cluster or node level (contracts §1, "a missing section"): reported; missing
@@ -351,29 +354,84 @@ def parse_networks(section: Any) -> tuple[Network, ...]:
     return tuple(sorted(nets, key=lambda n: (n.name.casefold(), n.id)))
 
 
+def _text_of(o: Mapping[str, Any], key: str) -> str:
+    """``v.text(P(o, key))``, with the common case (the key as spelled, a string value) first."""
+    x = o.get(key)
+    return x.strip() if x.__class__ is str else v.text(P(o, key))
+
+
+def _id_of(o: Mapping[str, Any], key: str) -> str:
+    """``v.norm_id(P(o, key))``, with the common case first."""
+    x = o.get(key)
+    return x.strip().strip("{}").strip().casefold() if x.__class__ is str else v.norm_id(P(o, key))
+
+
+def _enum_table(names: Mapping[int, str]) -> dict[Any, str | None]:
+    """What ``v.as_enum`` gives for each canonical name and each number, computed by it."""
+    return {x: v.as_enum(x, names) for x in (*names, *names.values())}
+
+
+_INTERFACE_STATES = _enum_table(v.INTERFACE_STATE)
+_NODE_STATES = _enum_table(v.NODE_STATE)
+
+
+def _enum_of(o: Mapping[str, Any], key: str, names: Mapping[int, str], table: Mapping[Any, str | None]) -> str | None:
+    """``v.as_enum(P(o, key), names)``; a canonical name or a plain number is looked up in ``table``.
+
+    Only ``str`` and ``int`` values use the table: ``True`` and ``1.0`` hash like ``1`` but mean
+    something else to ``as_enum``.
+    """
+    x = o.get(key)
+    if x.__class__ is str or x.__class__ is int:
+        hit = table.get(x)
+        if hit is not None:
+            return hit
+    return v.as_enum(P(o, key), names)
+
+
+def _interface(o: Mapping[str, Any], by_name: Mapping[str, str]) -> Interface:
+    net_name = _text_of(o, "Network")
+    address = _text_of(o, "Address")
+    addrs = [address] if address else []
+    for key in ("Ipv4Addresses", "Ipv6Addresses"):
+        texts = (x.strip() if x.__class__ is str else v.text(x) for x in v.as_list(P(o, key)))
+        addrs += [a for a in texts if a and a not in addrs]
+    return Interface(
+        name=_text_of(o, "Name"), node=_text_of(o, "Node"), network=net_name,
+        network_id=_id_of(o, "NetworkId") or by_name.get(net_name.casefold(), ""),
+        adapter=_text_of(o, "Adapter"), address=address,
+        state=_enum_of(o, "State", v.INTERFACE_STATE, _INTERFACE_STATES) or "Unknown",
+        adapter_id=_id_of(o, "AdapterId"), addresses=tuple(addrs),
+    )
+
+
+def _row_node(o: Mapping[str, Any]) -> str | None:
+    """The short name of the node an interface row names; None when its Node is not text."""
+    raw = P(o, "Node")
+    return short_name(raw) if raw.__class__ is str else None
+
+
 def parse_interfaces(section: Any, networks: Sequence[Network], only_node: str | None = None) -> tuple[Interface, ...]:
-    """Interfaces as reported; with ``only_node``, just that node's rows (cheap filter first)."""
+    """Interfaces as reported; with ``only_node``, just that node's rows."""
+    rows, nodes = interface_table(section, networks)
+    return own_interfaces(rows, nodes, only_node) if only_node else rows
+
+
+def interface_table(section: Any, networks: Sequence[Network]) -> tuple[tuple[Interface, ...], tuple[str | None, ...]]:
+    """Every row parsed, and the short name of the node each row names (None when its Node is not text).
+
+    Every node of a cluster reports the same rows: the table is parsed once per cluster (the
+    memo of :func:`reduce_snapshot`) and each node picks its own rows from it.
+    """
     by_name = {n.name.casefold(): n.id for n in networks}
-    want = short_name(only_node) if only_node else None
-    out = []
-    for o in v.as_objects(section):
-        raw = P(o, "Node")
-        if want is not None and raw != only_node and (raw.__class__ is not str or short_name(raw) != want):
-            continue   # most rows are other nodes': skip them before any parsing
-        node = v.text(raw)
-        net_name = v.text(P(o, "Network"))
-        nid = v.norm_id(P(o, "NetworkId")) or by_name.get(net_name.casefold(), "")
-        address = v.text(P(o, "Address"))
-        addrs = [address] if address else []
-        for key in ("Ipv4Addresses", "Ipv6Addresses"):
-            addrs += [a for a in (v.text(x) for x in v.as_list(P(o, key))) if a and a not in addrs]
-        out.append(Interface(
-            name=v.text(P(o, "Name")), node=node, network=net_name,
-            network_id=nid, adapter=v.text(P(o, "Adapter")), address=address,
-            state=v.as_enum(P(o, "State"), v.INTERFACE_STATE) or "Unknown",
-            adapter_id=v.norm_id(P(o, "AdapterId")), addresses=tuple(addrs),
-        ))
-    return tuple(out)
+    objs = v.as_objects(section)
+    return tuple(_interface(o, by_name) for o in objs), tuple(_row_node(o) for o in objs)
+
+
+def own_interfaces(rows: Sequence[Interface], nodes: Sequence[str | None], node: str) -> tuple[Interface, ...]:
+    """The rows of ``node`` (by short name) from an :func:`interface_table`."""
+    want = short_name(node)
+    return tuple(i for i, n in zip(rows, nodes, strict=True) if n == want)
 
 
 def parse_setting(obj: Mapping[str, Any] | None) -> LMSetting | None:
@@ -416,11 +474,8 @@ def parse_migration_networks(section: Any) -> tuple[MigrationNetwork, ...]:
         subnet = v.text(P(o, "Subnet"))
         if not subnet:
             continue
-        try:
-            net: IPNetwork | None = ipaddress.ip_network(subnet, strict=False)
-        except ValueError:
-            net = None
-        out.append(MigrationNetwork(subnet=subnet, priority=v.as_int(P(o, "Priority")), network=net))
+        out.append(MigrationNetwork(subnet=subnet, priority=v.as_int(P(o, "Priority")),
+                                    network=_parse_subnet(subnet, "")))
     return tuple(sorted(out, key=lambda m: (m.priority if m.priority is not None else 1 << 31, m.subnet)))
 
 
@@ -487,6 +542,21 @@ def smb_live_migration_limit(section: Any) -> int | None:
 def short_name(name: str) -> str:
     """``hv01.contoso.com`` and ``HV01`` name the same node."""
     return name.strip().split(".", 1)[0].casefold()
+
+
+def _keyed(values: Sequence[T], key: Callable[[T], Hashable]) -> list[tuple[Hashable, T]]:
+    """``(key(value), value)`` pairs for :func:`_majority`, each key computed once per distinct object.
+
+    The nodes of a cluster share the objects parsed from equal sections (the memo of
+    :func:`reduce_snapshot`): one cluster's 16 nodes usually carry one networks tuple.
+    """
+    keys: dict[int, Hashable] = {}
+    out = []
+    for value in values:
+        if id(value) not in keys:
+            keys[id(value)] = key(value)
+        out.append((keys[id(value)], value))
+    return out
 
 
 def _majority(items: Sequence[tuple[Any, Any]]) -> Any:
@@ -582,21 +652,43 @@ def match_member(names: Iterable[str], members: Iterable[str]) -> str | None:
     return None
 
 
+def section_key(section: Any, plain_json: bool) -> str | bytes:
+    """A memo key equal for two sections only when they are the same JSON, keys in the same order.
+
+    orjson is exact for what it decoded itself (``plain_json``); ``json.dumps`` for the rest
+    (NaN, integers beyond 64 bits; orjson would write NaN as null). The order of keys is kept:
+    ``prop`` reads ``name`` and ``NAME`` in the order they come.
+    """
+    return orjson.dumps(section) if plain_json else json.dumps(section, default=str)
+
+
+def _members(section: Any) -> tuple[tuple[str, str | None], ...]:
+    """``Get-ClusterNode``: each node's name and state."""
+    return tuple((name, _enum_of(o, "State", v.NODE_STATE, _NODE_STATES))
+                 for o in v.as_objects(section) if (name := _text_of(o, "Name")))
+
+
+#: How many parsed sections a :class:`Reducer` keeps: the nodes of a cluster are read one after the other.
+MEMO_SIZE = 256
+
+
 def reduce_snapshot(snap: Snapshot, keep_all_interfaces: bool = False,
-                    memo: dict[tuple[str, str], Any] | None = None) -> NodeData:
+                    memo: dict[tuple[str, str | bytes, Hashable], Any] | None = None) -> NodeData:
     """Interpret one node's snapshot. ``keep_all_interfaces`` keeps every row, not only the node's own.
 
     ``memo`` shares parsed cluster-wide sections between the nodes of a cluster: every node
-    reports the same networks (and, on 2008 R2, the same VM resources), so each distinct
-    section is parsed once and the nodes share the resulting objects.
+    reports the same members, networks, interface rows (and, on 2008 R2, VM resources), so each
+    distinct section is parsed once and the nodes share the resulting objects.
     """
-    def shared(kind: str, section: Any, parse: Callable[[Any], Any]) -> Any:
+    def shared(kind: str, section: Any, parse: Callable[[Any], Any], extra: Hashable = None) -> Any:
         if memo is None:
             return parse(section)
-        key = (kind, json.dumps(section, sort_keys=True, default=str))
+        key = (kind, section_key(section, snap.plain_json), extra)
         hit = memo.get(key)
         if hit is None:
             hit = memo[key] = parse(section)
+            if len(memo) > MEMO_SIZE:     # the oldest entry: a cluster read before this one
+                del memo[next(iter(memo))]
         return hit
 
     legacy = snapshot_is_legacy(snap)
@@ -605,21 +697,26 @@ def reduce_snapshot(snap: Snapshot, keep_all_interfaces: bool = False,
     def has(name: str) -> bool:
         return sections.get(name) == OK
 
-    members = tuple((v.text(P(o, "Name")), v.as_enum(P(o, "State"), v.NODE_STATE))
-                    for o in v.as_objects(snap.section("ClusterNode")) if v.text(P(o, "Name")))
+    members: tuple[tuple[str, str | None], ...] = shared("members", snap.section("ClusterNode"), _members)
     iface_section = snap.section("ClusterNetworkInterface") if has("ClusterNetworkInterface") else None
     member = match_member((snap.node, snap.dns_host_name or ""), [m for m, _ in members]) or ""
     if not member and iface_section:
         member = match_member((snap.node, snap.dns_host_name or ""),
-                              {v.text(P(o, "Node")) for o in v.as_objects(iface_section)}) or ""
+                              {_text_of(o, "Node") for o in v.as_objects(iface_section)}) or ""
     os_obj = v.as_object(snap.section("OperatingSystem"))
     os_text = ""
     if os_obj is not None:
         caption, version = v.text(P(os_obj, "Caption")), v.text(P(os_obj, "Version"))
         os_text = f"{caption} ({version})" if caption and version else caption or version
     networks = shared("net", snap.section("ClusterNetwork"), parse_networks) if has("ClusterNetwork") else None
-    own = parse_interfaces(iface_section, networks or (), only_node=member or snap.node) if iface_section else ()
-    everyone = parse_interfaces(iface_section, networks or ()) if iface_section and keep_all_interfaces else None
+    own: tuple[Interface, ...] = ()
+    everyone = None
+    if iface_section:
+        nets = networks or ()
+        rows, row_nodes = shared("interfaces", iface_section, lambda s: interface_table(s, nets),
+                                 tuple((n.name, n.id) for n in nets))
+        own = own_interfaces(rows, row_nodes, member or snap.node)
+        everyone = rows if keep_all_interfaces else None
     cluster_obj = v.as_object(snap.section("Cluster"))
     intents = tuple(v.text(P(o, "IntentName")) or "(unnamed)" for o in v.as_objects(snap.section("NetIntent")))
     overrides = v.as_object(snap.section("NetIntentGlobalOverrides"))
@@ -703,11 +800,11 @@ def build_cluster(name: str, data: Sequence[NodeData], failures: Sequence[NodeFa
         else:
             nodes.append(Node(name=found.name, collected=True, error=None, data=found, state=node_state.get(key)))
 
-    networks = _majority([(tuple(x.key() for x in d.networks), d.networks)
-                          for d in data if d.networks is not None]) or ()
+    networks = _majority(_keyed([d.networks for d in data if d.networks is not None],
+                                lambda nets: tuple(x.key() for x in nets))) or ()
     setting = _majority([(d.setting.key(), d.setting) for d in data if d.setting is not None])
-    vms = _majority([(tuple((vm.name, vm.group, vm.setting.key()) for vm in d.vms), d.vms)
-                     for d in data if d.vms is not None]) or ()
+    vms = _majority(_keyed([d.vms for d in data if d.vms is not None],
+                           lambda vms: tuple((vm.name, vm.group, vm.setting.key()) for vm in vms))) or ()
     legacy = setting is None and (any(d.vms is not None for d in data) or states.get("VirtualMachineResource") == FAILED
                                   or (bool(data) and sum(d.legacy for d in data) * 2 > len(data)))
     # Interfaces: each node's own rows from its own snapshot; for a node whose snapshot has none,
@@ -767,7 +864,7 @@ class Reducer:
 
     def __init__(self) -> None:
         self._seen: set[str] = set()
-        self._memo: dict[tuple[str, str], Any] = {}
+        self._memo: dict[tuple[str, str | bytes, Hashable], Any] = {}
 
     def reduce(self, snap: Snapshot) -> NodeData:
         cname = snap.cluster_name()

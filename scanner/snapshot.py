@@ -69,6 +69,9 @@ class Snapshot:
     document: Mapping[str, Any]
     absent: CIDict = field(default_factory=lambda: CIDict({}))
     dns_host_name: str | None = None
+    #: Decoded by orjson: every value is plain JSON with finite floats and 64-bit integers, so
+    #: ``orjson.dumps`` of a section is an exact key for it (see :func:`scanner.normalize.section_key`).
+    plain_json: bool = False
 
     def section(self, name: str) -> Any:
         return self.sections.get(name)
@@ -109,6 +112,16 @@ def decode_text(raw: bytes) -> str:
 
 def parse_snapshot(raw: bytes, source: str) -> Snapshot:
     """Parse one snapshot document, or raise :class:`InputError` naming the problem."""
+    if not raw.startswith((codecs.BOM_UTF8, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) and \
+            not (len(raw) >= 2 and raw[0] != 0 and raw[1] == 0):
+        # Plain UTF-8, the common case: orjson validates the UTF-8 itself, so the text need not be
+        # decoded first. Anything it refuses takes the path below for the exact error.
+        try:
+            doc = orjson.loads(raw)
+        except (ValueError, RecursionError):
+            pass
+        else:
+            return snapshot_from_document(doc, source, plain_json=True)
     try:
         text = decode_text(raw)
     except UnicodeDecodeError as exc:
@@ -117,7 +130,7 @@ def parse_snapshot(raw: bytes, source: str) -> Snapshot:
     if not text.strip():
         raise InputError(source, "empty file; expected a snapshot JSON document")
     try:
-        doc = _decode_json(text)
+        doc, plain = _decode_json(text)
     except json.JSONDecodeError as exc:
         if exc.pos >= len(text.rstrip()):
             raise InputError(source, "truncated JSON: the document ends before it is complete "
@@ -127,23 +140,24 @@ def parse_snapshot(raw: bytes, source: str) -> Snapshot:
         raise InputError(source, "JSON nested too deeply") from None
     except ValueError as exc:     # an integer of more than 4,300 digits (Python's int conversion limit)
         raise InputError(source, f"not a usable JSON document: {str(exc).split(';')[0]}") from None
-    return snapshot_from_document(doc, source)
+    return snapshot_from_document(doc, source, plain_json=plain)
 
 
-def _decode_json(text: str) -> Any:
+def _decode_json(text: str) -> tuple[Any, bool]:
     """orjson where it can (2-3x faster on large fleets), the standard library for its exact error texts.
 
-    orjson refuses some documents the standard library reads (integers beyond 64 bits); those and
-    every malformed document go through :func:`json.loads`, so what a user is told does not change.
+    orjson refuses some documents the standard library reads (NaN, lone surrogates); those and
+    every malformed document go through :func:`json.loads`, so what a user is told does not
+    change. The flag says which decoded it (see :attr:`Snapshot.plain_json`).
     """
     try:
-        return orjson.loads(text)
+        return orjson.loads(text), True
     except orjson.JSONDecodeError:
-        return json.loads(text)
+        return json.loads(text), False
 
 
-def snapshot_from_document(doc: Any, source: str) -> Snapshot:
-    """Validate the top level of a decoded snapshot document."""
+def snapshot_from_document(doc: Any, source: str, plain_json: bool = False) -> Snapshot:
+    """Validate the top level of a decoded snapshot document (``plain_json``: decoded by orjson)."""
     if not isinstance(doc, dict):
         raise InputError(source, f"expected a JSON object with 'lmscan_snapshot', found {type(doc).__name__}")
     top = CIDict(doc)
@@ -182,6 +196,7 @@ def snapshot_from_document(doc: Any, source: str) -> Snapshot:
         document=doc,
         absent=CIDict({k: "" if v is None else str(v) for k, v in absent.items()}),
         dns_host_name=dns.strip() if isinstance(dns, str) and dns.strip() else None,
+        plain_json=plain_json,
     )
 
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from scanner.normalize import (LMSetting, Network, effective_order, group_clusters, network_subnets,
                                parse_networks)
 from scanner.snapshot import parse_snapshot
@@ -176,3 +179,88 @@ def test_inventory_failure_by_fqdn_or_netbios_name_lands_on_its_member():
     nodes = {n.name: n for n in c.nodes}
     assert nodes["HYPERV-PROD-NODE01"].error == "timed out"
     assert len(c.nodes) == 3
+
+
+# --- shared parsing (the memo) and fast paths agree with the plain coercions ---------------------
+
+def test_memo_never_shares_sections_that_differ_in_type_nan_or_key_order():
+    from scanner.normalize import reduce_snapshot
+    base = {"Name": "LM", "Id": "l", "Role": 1, "AutoMetric": None}
+    nan = {"lmscan_snapshot": 1, "node": "HV02",
+           "sections": {"Cluster": {"Name": "C"}, "ClusterNetwork": [dict(base, AutoMetric=float("nan"))]}}
+    snaps = [
+        snap("HV01", ClusterNetwork=[base]),
+        parse_snapshot(json.dumps(nan).encode(), "HV02.json"),        # NaN: read by json, AutoMetric True
+        snap("HV03", ClusterNetwork=[dict(base, Role=True)]),          # true is not 1 to as_enum
+        snap("HV04", ClusterNetwork=[{"Id": "l", "NAME": "a", "name": "b"}]),
+        snap("HV05", ClusterNetwork=[{"Id": "l", "name": "b", "NAME": "a"}]),   # prop reads them in order
+    ]
+    memo: dict = {}
+    got = [reduce_snapshot(s, memo=memo) for s in snaps]
+    assert got == [reduce_snapshot(s) for s in snaps]
+    assert [d.networks[0].auto_metric for d in got[:2]] == [None, True]
+    assert [d.networks[0].role for d in got[:3]] == ["Cluster", "Cluster", "True"]
+    assert [d.networks[0].name for d in got[3:]] == ["a", "b"]
+
+
+def test_memo_keeps_a_bounded_number_of_sections():
+    from scanner.normalize import MEMO_SIZE, reduce_snapshot
+    memo: dict = {}
+    for i in range(MEMO_SIZE // 2):
+        nets = [{"Name": "LM", "Id": f"n{i}", "Role": 1}]
+        d = reduce_snapshot(snap(f"HV{i}", f"C{i}", ClusterNetwork=nets, ClusterNode=[{"Name": f"HV{i}"}]), memo=memo)
+        assert d.networks is not None and d.networks[0].id == f"n{i}"
+    assert len(memo) <= MEMO_SIZE
+
+
+def _reference_interfaces(section, networks, only_node=None):
+    """parse_interfaces as it was before its fast paths: the plain coercions of scanner.values."""
+    from scanner import values as v
+    from scanner.normalize import Interface, short_name
+    from scanner.values import prop as P
+    by_name = {n.name.casefold(): n.id for n in networks}
+    want = short_name(only_node) if only_node else None
+    out = []
+    for o in v.as_objects(section):
+        raw = P(o, "Node")
+        if want is not None and raw != only_node and (raw.__class__ is not str or short_name(raw) != want):
+            continue
+        net_name = v.text(P(o, "Network"))
+        address = v.text(P(o, "Address"))
+        addrs = [address] if address else []
+        for key in ("Ipv4Addresses", "Ipv6Addresses"):
+            addrs += [a for a in (v.text(x) for x in v.as_list(P(o, key))) if a and a not in addrs]
+        out.append(Interface(
+            name=v.text(P(o, "Name")), node=v.text(raw), network=net_name,
+            network_id=v.norm_id(P(o, "NetworkId")) or by_name.get(net_name.casefold(), ""),
+            adapter=v.text(P(o, "Adapter")), address=address,
+            state=v.as_enum(P(o, "State"), v.INTERFACE_STATE) or "Unknown",
+            adapter_id=v.norm_id(P(o, "AdapterId")), addresses=tuple(addrs)))
+    return tuple(out)
+
+
+ODD = st.sampled_from([None, "", " ", 3, -1, 7, 0, "3", " 3 ", "-1", "Up", "up", " UP ", "Failed", "Weird", True,
+                       False, 3.0, 2.5, "HV01", "hv01.contoso.com", " HV02 ", "HV02.x", "{ABC-D}", " {abc-d} ",
+                       ["10.0.0.1", " 10.0.0.1", None, ""], "10.0.0.1", {"Name": "HV01"}, {"Value": 3}, [1, 2]])
+ROW_KEYS = st.sampled_from(["Name", "Node", "Network", "NetworkId", "Adapter", "AdapterId", "Address", "State",
+                            "Ipv4Addresses", "Ipv6Addresses", "node", "STATE", "networkid"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.dictionaries(ROW_KEYS, ODD, max_size=10), max_size=6), ODD)
+def test_interface_rows_parse_as_the_plain_coercions_do(rows, node):
+    from scanner.normalize import parse_interfaces
+    nets = (net("LM", "l", 1), net("Up", "u", 2))
+    for only in (None, node if isinstance(node, str) and node.strip() else "HV01"):
+        assert parse_interfaces(rows, nets, only) == _reference_interfaces(rows, nets, only)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.dictionaries(st.sampled_from(["Name", "State", "name", "STATE"]), ODD, max_size=3), max_size=5))
+def test_cluster_members_parse_as_the_plain_coercions_do(rows):
+    from scanner import values as v
+    from scanner.normalize import reduce_snapshot
+    from scanner.values import prop as P
+    want = tuple((v.text(P(o, "Name")), v.as_enum(P(o, "State"), v.NODE_STATE))
+                 for o in v.as_objects(rows) if v.text(P(o, "Name")))
+    assert reduce_snapshot(snap("HV01", ClusterNode=rows), memo={}).members == want

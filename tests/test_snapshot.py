@@ -123,3 +123,36 @@ def test_absent_map_is_read_and_must_be_an_object():
     doc["absent"] = ["VMHost"]
     with pytest.raises(InputError, match="'absent' must be a JSON object"):
         _parse(_json.dumps(doc).encode(), "a.json")
+
+
+def _outcome(raw: bytes) -> str:
+    try:
+        return repr(parse_snapshot(raw, "x.json"))
+    except InputError as exc:
+        return f"InputError {exc}"
+
+
+documents = st.builds(
+    lambda sections, ascii_only, cut: json.dumps({"lmscan_snapshot": 1, "node": "HV01", "sections": sections},
+                                                 ensure_ascii=ascii_only).encode()[:cut],
+    st.dictionaries(section_names, json_values, max_size=4), st.booleans(), st.integers(min_value=1) | st.none())
+BOMS = (codecs.BOM_UTF8, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+
+
+@settings(max_examples=300, deadline=None)
+@given(documents | st.binary(max_size=200) | st.text(max_size=60).map(lambda t: t.encode("utf-8", "surrogatepass")))
+def test_plain_utf8_is_read_undecoded_exactly_as_its_decoded_text(raw):
+    """UTF-8 without a BOM goes to orjson as bytes; with a BOM, the same bytes are decoded to text first."""
+    if raw.startswith(BOMS) or (len(raw) >= 2 and raw[0] != 0 and raw[1] == 0):
+        return            # these take the decoding path either way
+    assert _outcome(raw) == _outcome(codecs.BOM_UTF8 + raw)
+
+
+def test_plain_json_says_whether_orjson_read_the_document():
+    """Only what orjson decoded may be keyed by orjson.dumps (it writes NaN as null)."""
+    assert parse_snapshot(json.dumps(DOC).encode(), "x").plain_json
+    assert parse_snapshot(codecs.BOM_UTF16_LE + json.dumps(DOC).encode("utf-16-le"), "x").plain_json
+    for odd in ('{"Metric": NaN}', '{"Name": "\\ud800"}'):
+        raw = json.dumps(DOC).replace('{"Name"', f'{{"X": {odd}, "Name"').encode()
+        snap = parse_snapshot(raw, "x")
+        assert snap.cluster_name() == "Zürich-CLU" and not snap.plain_json
