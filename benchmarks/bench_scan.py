@@ -2,13 +2,19 @@
 
 For each fleet size (clusters of 16 nodes and 10 networks, plus 2008 R2 clusters with 300 VM
 resources, see ``fleet.py``) this generates the snapshots once, then measures in a fresh child
-process ``scanner.pipeline.run_scan`` (read, normalize, evaluate) and every renderer of
-``scanner.render.FORMATS``: wall time, peak RSS, and time per cluster, so that growth can be
-seen to stay linear. Each size runs in its own process so its peak RSS is its own.
+process what ``lmscan scan`` does: ``scanner.pipeline.run_scan`` (read, normalize, evaluate) and
+``scanner.parallel.render_all`` of every format of ``scanner.render.FORMATS`` (the second
+process is used as the CLI would use it), then each renderer alone for its share; wall time,
+peak RSS of the scan process and of its helper process, and time per cluster, so that growth can
+be seen to stay linear. Each size runs in its own process so its peak RSS is its own.
 
     python benchmarks/bench_scan.py [--sizes 50,500,2000] [--workdir DIR] [--tracemalloc]
                                     [--formats json,junit] [--own-interfaces] [--memory-limit-gb N]
+                                    [--one-process-too] [--hogs N]
 
+``--one-process-too`` measures every size a second time with ``LMSCAN_PROCESSES=1`` (one
+process, one core), so the two can be compared in one run; ``--hogs N`` keeps N CPU-bound
+processes running beside every measurement (the decode pass too), as on a shared machine.
 With ``--workdir`` the generated fleets are kept there and reused by later runs; without it they
 go to a temporary directory that is removed at the end. By default every node lists every
 interface of its cluster (what Get-ClusterNetworkInterface prints), about 10 MB of memory per
@@ -20,7 +26,9 @@ large for the machine reports "out of memory" instead of starving it. Not a pyte
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import multiprocessing
 import os
 import resource
 import shutil
@@ -61,9 +69,9 @@ def ensure_fleet(root: Path, clusters: int, seed: int, own_interfaces: bool) -> 
     return folder, info
 
 
-def peak_rss_mb() -> float:
-    """Peak resident set size of this process (ru_maxrss is KiB on Linux, bytes on macOS)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+def peak_rss_mb(who: int = resource.RUSAGE_SELF) -> float:
+    """Peak resident set size of this process, or of its largest ended child (ru_maxrss is KiB on Linux)."""
+    peak = resource.getrusage(who).ru_maxrss
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
 
@@ -83,47 +91,53 @@ def decode_only(folder: Path) -> dict[str, Any]:
 
 
 def measure(folder: Path, use_tracemalloc: bool, formats: list[str] | None = None) -> dict[str, Any]:
-    """The child's work: one scan and every report, timed. Returns the figures."""
+    """The child's work: one scan and every report, as the CLI does them, timed. Returns the figures."""
     import tracemalloc
 
+    from scanner.parallel import render_all
     from scanner.pipeline import run_scan
     from scanner.render import FORMATS
 
     if use_tracemalloc:
         tracemalloc.start()
     snapshots = folder / "snapshots"
+    wanted = [name for name in FORMATS if formats is None or name in formats]
     t0 = time.perf_counter()
     report = run_scan([snapshots], policy_path=snapshots / "policy.yaml", rule_paths=[])
     t1 = time.perf_counter()
-    render_s: dict[str, float] = {}
-    sizes: dict[str, int] = {}
-    for name, render in FORMATS.items():
-        if formats is not None and name not in formats:
-            continue
-        r0 = time.perf_counter()
-        sizes[name] = len(render(report))
-        render_s[name] = round(time.perf_counter() - r0, 3)
+    sizes = {name: len(data) for name, data in render_all(report, wanted).items()}
     t2 = time.perf_counter()
     figures: dict[str, Any] = {
-        "scan_s": round(t1 - t0, 3), "render_s": round(t2 - t1, 3), "render_each_s": render_s,
+        "scan_s": round(t1 - t0, 3), "render_s": round(t2 - t1, 3),
         "report_bytes": sizes, "results": len(report.results), "clusters_in_report": len(report.clusters),
         "summary": report.summary, "peak_rss_mb": round(peak_rss_mb(), 1),
+        "helper_peak_rss_mb": round(peak_rss_mb(resource.RUSAGE_CHILDREN), 1),
     }
     if use_tracemalloc:
         figures["tracemalloc_peak_mb"] = round(tracemalloc.get_traced_memory()[1] / 2**20, 1)
+    render_s: dict[str, float] = {}     # each renderer alone, in this process: where the time goes
+    report = dataclasses.replace(report, results_sha256=None)
+    for name in wanted:
+        r0 = time.perf_counter()
+        FORMATS[name](report)
+        render_s[name] = round(time.perf_counter() - r0, 3)
+    figures["render_each_s"] = render_s
     return figures
 
 
 def run_child(folder: Path, use_tracemalloc: bool, memory_limit_gb: float,
-              formats: list[str] | None, decode: bool = False) -> dict[str, Any]:
+              formats: list[str] | None, decode: bool = False, one_process: bool = False) -> dict[str, Any]:
     """Measure one fleet in a fresh interpreter, under an address-space limit."""
+    env = {k: v for k, v in os.environ.items() if k != "LMSCAN_PROCESSES"}
+    if one_process:
+        env["LMSCAN_PROCESSES"] = "1"
     cmd = [sys.executable, str(Path(__file__).resolve()), "--decode-only" if decode else "--measure", str(folder),
            "--memory-limit-gb", str(memory_limit_gb)]
     if formats is not None:
         cmd += ["--formats", ",".join(formats)]
     if use_tracemalloc:
         cmd.append("--tracemalloc")
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     if proc.returncode != 0 or not lines:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
@@ -153,36 +167,45 @@ def default_memory_limit_gb() -> float:
     return round(total * 0.85 / 2**30, 1)
 
 
+def burn() -> None:
+    """A CPU hog: another busy process on the machine."""
+    while True:
+        pass
+
+
 def print_table(rows: list[tuple[dict[str, Any], dict[str, Any]]]) -> None:
-    head = (f"{'clusters':>8} {'+2008R2':>7} {'files':>7} {'MB in':>7} {'decode s':>8} {'scan s':>8} "
+    head = (f"{'clusters':>8} {'+2008R2':>7} {'files':>7} {'MB in':>7} {'procs':>5} {'decode s':>8} {'scan s':>8} "
             f"{'render s':>8} {'total s':>8} {'x decode':>8} {'ms/clu':>7} {'x first':>7} {'peak RSS MB':>11} "
-            f"{'results':>8}")
+            f"{'helper MB':>9} {'results':>8}")
     out(head)
     out("-" * len(head))
-    first: float | None = None
+    first: dict[str, float] = {}
     for info, fig in rows:
         lead = (f"{info['clusters']:>8} {info['legacy_clusters']:>7} {info['files']:>7} "
-                f"{info['bytes'] / 1e6:>7.1f}")
+                f"{info['bytes'] / 1e6:>7.1f} {fig.get('procs', ''):>5}")
         if "error" in fig:
             out(f"{lead}  {fig['error']}")
             continue
         total = fig["scan_s"] + fig["render_s"]
         per = 1000 * total / (info["clusters"] + info["legacy_clusters"])
-        first = first or per
+        base = first.setdefault(fig.get("procs", ""), per)
         dec = fig.get("decode_s")
         ratio = f"{total / dec:>8.2f}" if dec else f"{'-':>8}"
         out(f"{lead} {dec if dec is not None else '-':>8} {fig['scan_s']:>8.2f} {fig['render_s']:>8.2f} "
-            f"{total:>8.2f} {ratio} {per:>7.1f} {per / first:>7.2f} {fig['peak_rss_mb']:>11.0f} {fig['results']:>8}")
+            f"{total:>8.2f} {ratio} {per:>7.1f} {per / base:>7.2f} {fig['peak_rss_mb']:>11.0f} "
+            f"{fig['helper_peak_rss_mb']:>9.0f} {fig['results']:>8}")
     out()
+    out("procs: auto = as lmscan runs (a second process when there is a second core and the fleet is large), "
+        "1 = LMSCAN_PROCESSES=1.")
     out("decode s: a process that only reads the same files and decodes them with orjson, run just before the "
         "scan; x decode: (scan + render) / decode (issue 11's target: at most 2.5).")
-    out("ms/clu: (scan + render) per cluster; x first: that figure relative to the smallest fleet "
-        "(about 1.0 all the way down means linear growth).")
+    out("ms/clu: (scan + render) per cluster; x first: that figure relative to the smallest fleet of the same "
+        "procs (about 1.0 all the way down means linear growth). helper MB: peak RSS of the second process.")
     for info, fig in rows:
         if "error" not in fig:
             each = ", ".join(f"{k} {v:.2f}s/{fig['report_bytes'][k] / 1e6:.1f}MB" for k, v in fig["render_each_s"].items())
             extra = f", tracemalloc peak {fig['tracemalloc_peak_mb']} MB" if "tracemalloc_peak_mb" in fig else ""
-            out(f"{info['clusters']:>5} clusters: generated in {info['generate_s']}s; render {each}{extra}; "
+            out(f"{info['clusters']:>5} clusters, procs {fig['procs']}: each renderer alone {each}{extra}; "
                 f"summary {fig['summary']}")
 
 
@@ -197,6 +220,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--memory-limit-gb", type=float, default=default_memory_limit_gb(),
                     help="address-space limit of each measuring process; 0 for none")
     ap.add_argument("--formats", help="comma-separated report formats to render (default: all of FORMATS)")
+    ap.add_argument("--one-process-too", action="store_true",
+                    help="also measure each size with LMSCAN_PROCESSES=1, in the same run")
+    ap.add_argument("--hogs", type=int, default=0, help="CPU-bound processes running beside every measurement")
     ap.add_argument("--measure", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--decode-only", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -210,16 +236,24 @@ def main(argv: list[str] | None = None) -> int:
     root = args.workdir or Path(tempfile.mkdtemp(prefix="lmscan-bench-"))
     root.mkdir(parents=True, exist_ok=True)
     rows = []
+    hogs = [multiprocessing.get_context("spawn").Process(target=burn, daemon=True) for _ in range(args.hogs)]
     try:
-        for n in sizes:
-            folder, info = ensure_fleet(root, n, args.seed, args.own_interfaces)
-            out(f"fleet of {n} clusters ready ({info['files']} files, {info['bytes'] / 1e6:.0f} MB); measuring ...")
+        fleets = [ensure_fleet(root, n, args.seed, args.own_interfaces) for n in sizes]
+        for h in hogs:
+            h.start()
+        for folder, info in fleets:
+            out(f"fleet of {info['clusters']} clusters ({info['files']} files, {info['bytes'] / 1e6:.0f} MB); "
+                f"measuring{f' with {args.hogs} CPU hog(s) beside' if hogs else ''} ...")
             floor = run_child(folder, False, args.memory_limit_gb, None, decode=True)
-            fig = run_child(folder, args.tracemalloc, args.memory_limit_gb, formats)
-            if "error" not in fig and "decode_s" in floor:
-                fig["decode_s"] = floor["decode_s"]
-            rows.append((info, fig))
+            for one in ([False, True] if args.one_process_too else [False]):
+                fig = run_child(folder, args.tracemalloc, args.memory_limit_gb, formats, one_process=one)
+                fig["procs"] = "1" if one else "auto"
+                if "error" not in fig and "decode_s" in floor:
+                    fig["decode_s"] = floor["decode_s"]
+                rows.append((info, fig))
     finally:
+        for h in hogs:
+            h.terminate()
         if args.workdir is None:
             shutil.rmtree(root, ignore_errors=True)
     out()

@@ -318,8 +318,8 @@ def cmd_scan(args: argparse.Namespace) -> int:
         if args.inventory is not None:
             report, interrupted = _scan_inventory(args, ruleset)
         else:
-            clusters = pipeline.read_clusters(snapshot_paths if args.demo else args.snapshot)
-            report = pipeline.scan_clusters(ruleset, clusters, fail_on=args.fail_on, scan_id=args.scan_id)
+            report = pipeline.scan_paths(ruleset, snapshot_paths if args.demo else args.snapshot,
+                                         fail_on=args.fail_on, scan_id=args.scan_id)
             interrupted = False
         report = cli_history.compare(report, args, store)
         if store is not None:   # recorded before the reports are written: a report never names a lost run
@@ -472,10 +472,10 @@ def exit_code(report: ScanReport) -> int:
 
 def _write_reports(report: ScanReport, outputs: dict[str, Path]) -> dict[str, bytes]:
     """Render every report, write the files as one set (all or none), then standard output."""
-    from scanner.render import FORMATS
+    from scanner.parallel import render_all
     from scanner.reportset import write_files
 
-    rendered = {fmt: FORMATS[fmt](report) for fmt in outputs}   # render all before writing any
+    rendered = render_all(report, list(outputs))   # render all before writing any
     try:
         write_files({path: rendered[fmt] for fmt, path in outputs.items() if str(path) != STDOUT})
     except OSError as exc:

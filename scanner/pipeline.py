@@ -13,10 +13,13 @@ from scanner.conditions import classes_named
 from scanner.engine import evaluate
 from scanner.errors import InputError
 from scanner.loader import Rule, RulePack, all_rules, builtin_pack, load_rule_paths, policy_rules_pack, rules_from_list
-from scanner.model import ClusterInfo, NodeInfo, PolicyInfo, RuleInfo, ScanInfo, ScanReport, Severity, Status
+from scanner.model import ClusterInfo, NodeInfo, PolicyInfo, Result, RuleInfo, ScanInfo, ScanReport, Severity, Status
 from scanner.normalize import Cluster, ClusterGrouper
 from scanner.policy import Policy, check_classes, load_policy
 from scanner.snapshot import read_snapshot_file, snapshot_files
+
+#: One cluster's summary and its results, in rule then target order.
+Part = tuple[ClusterInfo, list[Result]]
 
 
 @dataclass(frozen=True)
@@ -52,12 +55,18 @@ def load_ruleset(policy_path: Path | None, rule_paths: Sequence[Path] = ()) -> R
     return RuleSet(policy=policy, packs=tuple(packs), rules=tuple(rules))
 
 
-def scan_clusters(ruleset: RuleSet, clusters: Sequence[Cluster], fail_on: str = "low",
-                  started: _dt.datetime | None = None, today: _dt.date | None = None,
-                  scan_id: str | None = None) -> ScanReport:
-    """Evaluate and wrap everything the renderers need in one value."""
+def evaluate_clusters(ruleset: RuleSet, clusters: Sequence[Cluster], today: _dt.date) -> list[Part]:
+    """Each cluster with its results (clusters are independent: any split of them gives the same)."""
+    return [(ClusterInfo(name=c.name, os=c.os,
+                         nodes=tuple(NodeInfo(name=n.name, collected=n.collected, error=n.error,
+                                              collected_at=n.collected_at) for n in c.nodes)),
+             evaluate(ruleset.rules, [c], ruleset.policy, today=today)) for c in clusters]
+
+
+def assemble(ruleset: RuleSet, parts: Sequence[Part], fail_on: str = "low", started: _dt.datetime | None = None,
+             scan_id: str | None = None) -> ScanReport:
+    """Wrap evaluated clusters and everything the renderers need in one value."""
     started = started or _dt.datetime.now(_dt.timezone.utc)
-    results = evaluate(ruleset.rules, clusters, ruleset.policy, today=today or started.date())
     finished = _dt.datetime.now(_dt.timezone.utc)
     policy = ruleset.policy
     scan = ScanInfo(
@@ -67,14 +76,39 @@ def scan_clusters(ruleset: RuleSet, clusters: Sequence[Cluster], fail_on: str = 
         rule_packs=tuple(p.info() for p in ruleset.packs),
         fail_on=Severity(fail_on),
     )
-    infos = tuple(ClusterInfo(
-        name=c.name, os=c.os,
-        nodes=tuple(NodeInfo(name=n.name, collected=n.collected, error=n.error,
-                             collected_at=n.collected_at) for n in c.nodes),
-    ) for c in clusters)
     rules = {r.id: RuleInfo(id=r.id, title=r.title, severity=Severity(policy.overrides.get(r.id, {}).get(
         "severity", r.severity.value)), rationale=r.rationale, references=r.references) for r in ruleset.rules}
-    return ScanReport(scan=scan, clusters=infos, results=tuple(results), rules=rules)
+    return ScanReport(scan=scan, clusters=tuple(info for info, _ in parts),
+                      results=tuple(r for _, results in parts for r in results), rules=rules)
+
+
+def scan_clusters(ruleset: RuleSet, clusters: Sequence[Cluster], fail_on: str = "low",
+                  started: _dt.datetime | None = None, today: _dt.date | None = None,
+                  scan_id: str | None = None) -> ScanReport:
+    """Evaluate and wrap everything the renderers need in one value."""
+    started = started or _dt.datetime.now(_dt.timezone.utc)
+    parts = evaluate_clusters(ruleset, clusters, today or started.date())
+    return assemble(ruleset, parts, fail_on=fail_on, started=started, scan_id=scan_id)
+
+
+def scan_paths(ruleset: RuleSet, paths: Sequence[Path], fail_on: str = "low",
+               started: _dt.datetime | None = None, today: _dt.date | None = None,
+               scan_id: str | None = None) -> ScanReport:
+    """Snapshot files and folders -> report, on two cores when the fleet is large (scanner.parallel)."""
+    from scanner import parallel
+
+    started = started or _dt.datetime.now(_dt.timezone.utc)
+    today = today or started.date()
+    files = snapshot_files([Path(p) for p in paths])
+    parts: list[Part] | None = None
+    if len(files) >= parallel.MIN_FILES and parallel.second_process():
+        try:
+            parts = parallel.read_and_evaluate(ruleset, files, today)
+        except parallel.ChildFailed:
+            parts = None        # the child's share could not be had: one process does it all, as below
+    if parts is None:
+        parts = evaluate_clusters(ruleset, read_clusters(files), today)
+    return assemble(ruleset, parts, fail_on=fail_on, started=started, scan_id=scan_id)
 
 
 def run_scan(snapshot_paths: list[Path], policy_path: Path | None = None, rule_paths: Sequence[Path] = (),
@@ -82,14 +116,11 @@ def run_scan(snapshot_paths: list[Path], policy_path: Path | None = None, rule_p
     """The offline pipeline: snapshot files -> report. Raises InputError on any bad input."""
     started = _dt.datetime.now(_dt.timezone.utc)
     ruleset = load_ruleset(policy_path, rule_paths)
-    return scan_clusters(ruleset, read_clusters([Path(p) for p in snapshot_paths]), fail_on=fail_on, started=started)
+    return scan_paths(ruleset, snapshot_paths, fail_on=fail_on, started=started)
 
 
 def read_clusters(paths: Sequence[Path]) -> list[Cluster]:
-    """Read snapshot files one at a time, reducing each before the next is read.
-
-    (Worker processes do not pay here: shipping the reduced data back costs what they save.)
-    """
+    """Read snapshot files one at a time, reducing each before the next is read."""
     grouper = ClusterGrouper()
     for path in snapshot_files(list(paths)):
         grouper.add(read_snapshot_file(path))

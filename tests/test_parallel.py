@@ -1,0 +1,233 @@
+"""The second process (scanner.parallel) gives what one process gives, byte for byte, or falls back.
+
+The fleets come from the benchmark's generator (benchmarks/fleet.py): 16-node clusters, one
+folder per cluster. Every test checks that a child really was forked, so none passes by
+quietly running in one process.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from scanner import parallel, pipeline
+from scanner.errors import InputError
+from scanner.model import ScanReport
+from scanner.render import FORMATS
+from scanner.snapshot import read_snapshot_file
+
+ROOT = Path(__file__).resolve().parent.parent
+STARTED = dt.datetime(2026, 11, 30, 8, 0, tzinfo=dt.timezone.utc)
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux") or len(os.sched_getaffinity(0)) < 2,
+                                reason="the second process needs Linux and two usable cores")
+
+
+def _generate(folder: Path, clusters: int) -> Path:
+    spec = importlib.util.spec_from_file_location("lmscan_bench_fleet", ROOT / "benchmarks" / "fleet.py")
+    assert spec is not None and spec.loader is not None
+    fleet = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = fleet      # dataclasses look their module up while the class is made
+    spec.loader.exec_module(fleet)
+    fleet.generate_fleet(folder, clusters, seed=7)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Five 16-node clusters and a 4-node 2008 R2 one (84 snapshot files), a third with violations."""
+    return _generate(tmp_path_factory.mktemp("fleet") / "snapshots", 5)
+
+
+@pytest.fixture
+def forks(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
+    """The pids of the children forked during a test (the real fork, counted)."""
+    pids: list[int] = []
+    real = os.fork
+
+    def counted() -> int:
+        pid = real()
+        if pid:
+            pids.append(pid)
+        return pid
+
+    monkeypatch.setattr(os, "fork", counted)
+    monkeypatch.delenv("LMSCAN_PROCESSES", raising=False)
+    yield pids
+    for pid in pids:                            # every child was reaped: none is left a zombie
+        with pytest.raises(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+
+
+def _scan(snapshots: Path, processes: str, monkeypatch: pytest.MonkeyPatch, policy: Path | None = None) -> ScanReport:
+    """Scan with the policy beside the snapshots (the generator writes it there) or ``policy``."""
+    monkeypatch.setenv("LMSCAN_PROCESSES", processes)
+    ruleset = pipeline.load_ruleset(policy or snapshots / "policy.yaml")
+    report = pipeline.scan_paths(ruleset, [snapshots], started=STARTED, scan_id="fixed")
+    return dataclasses.replace(report, scan=dataclasses.replace(report.scan, finished_at="2026-11-30T08:00:01Z"))
+
+
+def _rendered(report: ScanReport) -> dict[str, bytes]:
+    return {fmt: render(report) for fmt, render in FORMATS.items()}
+
+
+def _same_as_one_process(snapshots: Path, monkeypatch: pytest.MonkeyPatch, forks: list[int],
+                         policy: Path | None = None) -> ScanReport:
+    one = _scan(snapshots, "1", monkeypatch, policy)
+    assert not forks
+    two = _scan(snapshots, "", monkeypatch, policy)
+    assert len(forks) == 1
+    assert _rendered(two) == _rendered(one)
+    assert two.results == one.results and two.clusters == one.clusters
+    return two
+
+
+def test_two_processes_give_the_reports_of_one(fleet: Path, monkeypatch: pytest.MonkeyPatch,
+                                                forks: list[int]) -> None:
+    report = _same_as_one_process(fleet, monkeypatch, forks)
+    assert len(report.clusters) == 6 and report.summary["fail"] > 0     # with one 2008 R2 cluster
+
+
+def test_a_cluster_split_between_the_processes_is_read_whole(fleet: Path, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch,
+                                                              forks: list[int]) -> None:
+    # One flat folder: the middle of the sorted files falls inside a cluster.
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for f in sorted(fleet.rglob("*.json")):
+        shutil.copy(f, flat / f.name)
+    files = sorted(flat.glob("*.json"))
+    at = parallel.split_point(files)
+    assert files[at - 1].name[:6] == files[at].name[:6]     # HV0002N08 | HV0002N09: one cluster on both sides
+    _same_as_one_process(flat, monkeypatch, forks, policy=fleet / "policy.yaml")
+
+
+def test_a_snapshot_without_a_cluster_name_joins_its_cluster_as_in_one_process(
+        fleet: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, forks: list[int]) -> None:
+    copy = tmp_path / "snapshots"
+    shutil.copytree(fleet, copy)
+    last = sorted(copy.rglob("*.json"))[-1]               # in the child's half
+    doc = json.loads(last.read_text(encoding="utf-8"))
+    doc["sections"].pop("Cluster", None)
+    last.write_text(json.dumps(doc), encoding="utf-8")
+    assert read_snapshot_file(last).cluster_name() is None
+    _same_as_one_process(copy, monkeypatch, forks)
+
+
+@pytest.mark.parametrize("where", ["parent", "child", "both"])
+def test_a_bad_file_gives_the_error_one_process_gives(fleet: Path, tmp_path: Path, where: str,
+                                                       monkeypatch: pytest.MonkeyPatch, forks: list[int]) -> None:
+    copy = tmp_path / "snapshots"
+    shutil.copytree(fleet, copy)
+    files = sorted(copy.rglob("*.json"))
+    at = parallel.split_point(files)
+    for index in {"parent": [3], "child": [at + 5], "both": [3, at + 5]}[where]:
+        files[index].write_text('{"lmscan_snapshot": 1, "node": ""}', encoding="utf-8")
+    errors = []
+    for processes in ("1", ""):
+        with pytest.raises(InputError) as caught:
+            _scan(copy, processes, monkeypatch)
+        errors.append(str(caught.value))
+    assert errors[0] == errors[1]
+    assert str(files[3] if where != "child" else files[at + 5]) in errors[0]
+    assert len(forks) == 1
+
+
+def test_two_snapshots_of_one_node_across_the_halves_are_refused_as_in_one_process(
+        fleet: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, forks: list[int]) -> None:
+    copy = tmp_path / "snapshots"
+    shutil.copytree(fleet, copy)
+    first = sorted(copy.rglob("*.json"))[0]
+    shutil.copy(first, copy / "zz-old-copy.json")         # sorts last: the child's half
+    errors = []
+    for processes in ("1", ""):
+        with pytest.raises(InputError) as caught:
+            _scan(copy, processes, monkeypatch)
+        errors.append(str(caught.value))
+    assert errors[0] == errors[1] and "second snapshot" in errors[0]
+    assert len(forks) == 1
+
+
+def _fails_in_child(monkeypatch: pytest.MonkeyPatch, owner: Any, name: str) -> None:
+    """Make ``owner.name`` raise in a forked child only (the parent keeps the real one)."""
+    parent = os.getpid()
+    real: Callable[..., Any] = getattr(owner, name)
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        if os.getpid() != parent:
+            raise MemoryError("the child ran out of memory")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, broken)
+
+
+def test_a_child_that_dies_leaves_the_parent_to_do_it_all(fleet: Path, monkeypatch: pytest.MonkeyPatch,
+                                                          forks: list[int]) -> None:
+    expected = _rendered(_scan(fleet, "1", monkeypatch))
+    _fails_in_child(monkeypatch, pipeline, "evaluate_clusters")
+    assert _rendered(_scan(fleet, "", monkeypatch)) == expected
+    assert len(forks) == 1
+
+
+def test_reports_rendered_beside_each_other_are_those_of_one_process(
+        fleet: Path, monkeypatch: pytest.MonkeyPatch, forks: list[int]) -> None:
+    report = _scan(fleet, "1", monkeypatch)
+    assert len(report.results) < parallel.MIN_RESULTS
+    monkeypatch.delenv("LMSCAN_PROCESSES")
+    assert parallel.render_all(report, ["junit", "html"]).keys() == {"junit", "html"} and not forks   # too small
+    monkeypatch.setattr(parallel, "MIN_RESULTS", 1)
+    expected = _rendered(report)
+    assert parallel.render_all(report, list(FORMATS)) == expected
+    assert len(forks) == 1
+    _fails_in_child(monkeypatch, sys.modules["scanner.render.junit"], "_suite")
+    assert parallel.render_all(report, ["junit", "html"]) == {"junit": expected["junit"], "html": expected["html"]}
+    assert len(forks) == 2
+    assert list(parallel.render_all(report, ["json"])) == ["json"] and len(forks) == 2   # one report: no child
+
+
+def test_turned_off_or_small_no_child(fleet: Path, monkeypatch: pytest.MonkeyPatch, forks: list[int]) -> None:
+    _scan(fleet, "1", monkeypatch)
+    _scan(ROOT / "scanner" / "demo", "", monkeypatch)     # a handful of files: not worth a fork
+    assert not forks
+
+
+def test_the_child_never_prints_what_the_parent_had_buffered(tmp_path: Path) -> None:
+    """Standard output to a pipe is buffered: a child that flushed it on exit would print it twice."""
+    code = (
+        "import sys\n"
+        "from scanner import parallel, pipeline\n"
+        "from scanner.render import FORMATS\n"
+        "parallel.MIN_RESULTS = 1\n"
+        f"report = pipeline.run_scan([{str(ROOT / 'scanner' / 'demo')!r}], {str(ROOT / 'scanner' / 'demo' / 'policy.yaml')!r})\n"
+        "sys.stdout.write('buffered-before-the-fork\\n')\n"
+        "done = parallel.render_all(report, ['junit', 'json'])\n"
+        "assert done['junit'] == FORMATS['junit'](report)\n"
+        "sys.stdout.write('rendered\\n')\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "LMSCAN_PROCESSES"}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT,
+                          check=False, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "buffered-before-the-fork\nrendered\n"
+
+
+def test_the_cli_prints_its_summary_once(fleet: Path, tmp_path: Path) -> None:
+    """The child never flushes what the parent had buffered, so nothing is printed twice."""
+    env = {k: v for k, v in os.environ.items() if k != "LMSCAN_PROCESSES"}
+    outputs = {fmt: tmp_path / f"r.{fmt}" for fmt in ("junit", "json", "html")}
+    cmd = [sys.executable, "-m", "scanner", "scan", "--snapshot", str(fleet), "--no-history", "--policy", str(fleet / "policy.yaml"),
+           *[a for fmt, path in outputs.items() for a in (f"--{fmt}", str(path))]]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, check=False, timeout=300)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stdout.count("junit: ") == 1 and proc.stderr.count("Traceback") == 0
+    assert all(p.stat().st_size > 0 for p in outputs.values())
