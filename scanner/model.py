@@ -105,14 +105,17 @@ class Result:
     change: Change | None = None             # last: scanner.changes builds results positionally
 
     def to_dict(self) -> dict[str, Any]:
+        # ``_value_`` is what the ``value`` property returns, without the property: this runs for
+        # every result of a fleet (JUnit, SARIF), so the target's dict is inlined for the same reason.
+        t = self.target
         out: dict[str, Any] = {
             "id": self.id,
             "rule": self.rule,
             "title": self.title,
-            "severity": self.severity.value,
-            "status": self.status.value,
+            "severity": self.severity._value_,
+            "status": self.status._value_,
             "cluster": self.cluster,
-            "target": self.target.to_dict(),
+            "target": {"kind": t.kind, "name": t.name, "id": t.id, "node": t.node},
             "message": self.message,
             "expected": self.expected,
             "actual": self.actual,
@@ -120,7 +123,7 @@ class Result:
             "remediation": self.remediation,
         }
         if self.change is not None:
-            out["change"] = self.change.value
+            out["change"] = self.change._value_
         if self.actions:
             from scanner.actions import to_dict as action_dict
             out["actions"] = [action_dict(a) for a in self.actions]
@@ -321,12 +324,18 @@ class ScanReport:
     #: None for a fresh scan, whose JSON is hashed as rendered.
     results_sha256: str | None = field(default=None, compare=False, repr=False)
 
+    #: The counts behind :attr:`summary`, counted on first use (renderers ask several times).
+    _summary: dict[str, int] = field(default_factory=dict, init=False, compare=False, repr=False)
+
     @property
     def summary(self) -> dict[str, int]:
-        counts = {s.value: 0 for s in Status}
-        for r in self.results:
-            counts[r.status.value] += 1
-        return counts
+        """Results per status, every status present (a new dict on each call)."""
+        counts = self._summary
+        if not counts:
+            counts.update((s._value_, 0) for s in Status)
+            for r in self.results:
+                counts[r.status._value_] += 1
+        return dict(counts)
 
     def counting_failures(self) -> list[Result]:
         """Failures at or above the ``--fail-on`` threshold (``info`` never counts)."""
@@ -356,12 +365,13 @@ class ScanReport:
                     verdicts.setdefault(key, Status.PASS)
         return self._verdicts.get(cluster.casefold(), Status.PASS)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, *, results: bool = True) -> dict[str, Any]:
+        """The results JSON as a dict; ``results=False`` leaves the (large) results list empty."""
         return {
             "lmscan_results": 1,
             "scan": self.scan.to_dict(),
             "clusters": [c.to_dict() for c in self.clusters],
-            "results": [r.to_dict() for r in self.results],
+            "results": [r.to_dict() for r in self.results] if results else [],
             "summary": self.summary,
             **({"changes": self.changes.to_dict()} if self.changes is not None else {}),
             **({"origins": [o.to_dict() for o in self.origins]} if self.origins else {}),
