@@ -6,7 +6,9 @@ The only module that imports :mod:`winrm`. It drives pywinrm's low-level ``Proto
 even for loopback (research/ecosystem.md §1). Here:
 
 * the shell uses codepage 65001 and no profile; ``powershell.exe`` gets a tiny ``-EncodedCommand``
-  bootstrap and the real script arrives over stdin, so its size does not matter;
+  bootstrap, and the real script travels in the Create request as shell environment variables
+  (the collector: Create, Command, Receive, Delete) or, when it is too big or unsuitable for
+  that, over stdin in Send requests, so its size does not matter (see :func:`script_delivery`);
 * every HTTP request is clamped to the node's own deadline, and a watchdog shuts the sockets
   down if a server trickles bytes past it, so a run never outlives ``Endpoint.timeout`` by more
   than the short cleanup;
@@ -64,6 +66,16 @@ CMD_LINE_LIMIT = 8191
 #: Raw stdin bytes per Send: base64 (+33 %) plus the envelope stays under the 150 KB
 #: MaxEnvelopeSize of Server 2008 R2 (500 KB later).
 STDIN_CHUNK = 96 * 1024
+#: Script characters per shell environment variable. Windows allows 32,767 per variable
+#: (SetEnvironmentVariable), but WinRS starts every command through cmd.exe, whose 8191-character
+#: limit also covers "individual environment variables that are inherited by other processes"
+#: (Microsoft, "Command prompt (Cmd.exe) command-line string limitation"); so stay under that.
+ENV_CHUNK = 8000
+#: Longest script that travels in the Create request (6 variables); its envelope stays far below
+#: the 150 KB MaxEnvelopeSize of Server 2008 R2. Longer scripts go over stdin.
+ENV_SCRIPT_MAX = 48_000
+#: Names of the variables that carry the script: LMSCAN_S0, LMSCAN_S1, ...
+ENV_PREFIX = "LMSCAN_S"
 #: Longest a Receive may be held by the server (its OperationTimeout) before we poll again.
 RECEIVE_WAIT_MAX = 20
 #: Connection refused/reset on Create is retried this often, after 0.25 s, 0.5 s.
@@ -91,6 +103,8 @@ BOOTSTRAP = (
     "}else{Invoke-Expression ($input|Out-String)}"
 )
 POWERSHELL = "powershell.exe"
+#: The exit code of the environment bootstrap when the script did not arrive whole.
+ENV_INCOMPLETE_EXIT = 97
 
 
 @dataclass(frozen=True)
@@ -158,6 +172,84 @@ def build_command_line(bootstrap: str = BOOTSTRAP) -> tuple[str, list[str]]:
 
 
 _COMMAND, _ARGS = build_command_line()
+
+# XML 1.0 cannot carry these characters at all (not even escaped).
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+_XML_SPACE = " \t\r\n"
+
+
+def split_for_env(script: str, size: int = ENV_CHUNK) -> list[str]:
+    """``script`` cut into pieces of at most ``size`` characters, in order.
+
+    A cut never lands beside whitespace, so a server that trimmed a value could not silently
+    change the joined script (the bootstrap's length check would still catch it).
+    """
+    pieces: list[str] = []
+    start = 0
+    while len(script) - start > size:
+        cut = start + size
+        while cut > start + 1 and (script[cut - 1] in _XML_SPACE or script[cut] in _XML_SPACE):
+            cut -= 1
+        if cut == start + 1:  # nothing but whitespace around: cut anywhere
+            cut = start + size
+        pieces.append(script[start:cut])
+        start = cut
+    pieces.append(script[start:])
+    return pieces
+
+
+def env_bootstrap(names: list[str], length: int) -> str:
+    """The ``-EncodedCommand`` that joins the script from the shell variables ``names`` and runs it.
+
+    PowerShell 2.0-compatible and ConstrainedLanguage-safe outside its FullLanguage branch (only
+    ``$env:``, ``+``, ``-ne``, string ``Length``, cmdlets), like :data:`BOOTSTRAP`. It refuses to
+    run a script whose length (UTF-16 code units) is not ``length``: a value cut or changed on
+    the way fails the node with exit code :data:`ENV_INCOMPLETE_EXIT` instead of running half a
+    script. The variables are removed before the script runs, so nothing it starts inherits them.
+    """
+    joined = "+".join(f"$env:{n}" for n in names)
+    return (
+        "$ProgressPreference='SilentlyContinue';"
+        f"$s={joined};"
+        f"if($s.Length -ne {length}){{\"lmscan: the script arrived incomplete in the shell environment "
+        f"($($s.Length) of {length} characters)\";exit {ENV_INCOMPLETE_EXIT}}};"
+        "Remove-Item " + ",".join(f"'Env:{n}'" for n in names) + ";"
+        "if($ExecutionContext.SessionState.LanguageMode -eq 'FullLanguage'){"
+        "try{$e=New-Object Text.UTF8Encoding $false;[Console]::OutputEncoding=$e}catch{};"
+        "& ([ScriptBlock]::Create($s))"
+        "}else{Invoke-Expression $s}"
+    )
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """How one script reaches the node: shell variables (``env``) or stdin (``stdin``, when env is empty)."""
+
+    env: tuple[tuple[str, str], ...]
+    command: str
+    args: tuple[str, ...]
+    stdin: bytes
+
+
+@functools.lru_cache(maxsize=8)
+def script_delivery(script: str) -> Delivery:
+    """The cheapest way to send ``script``: in the Create request when it fits, else over stdin.
+
+    In the Create request (MS-WSMV 2.2.4.37 Shell, ``rsp:Environment/rsp:Variable``; what
+    ``winrs -env:NAME=value`` sends) the run needs no Send: Create, Command, Receive, Delete.
+    Over stdin when the script is empty, longer than :data:`ENV_SCRIPT_MAX`, holds a character
+    XML cannot carry or one outside the BMP (two UTF-16 units: the limits count units), or holds
+    ``%`` (a cmd shell may expand ``%NAME%`` in variable values). Cached: a fleet sends one script
+    to every node.
+    """
+    text = script.strip(_XML_SPACE)
+    units = len(text.encode("utf-16-le")) // 2  # what PowerShell's String.Length counts
+    if 0 < units == len(text) <= ENV_SCRIPT_MAX and "%" not in text and not _NOT_XML.search(text):
+        pieces = split_for_env(text)
+        names = [f"{ENV_PREFIX}{i}" for i in range(len(pieces))]
+        command, args = build_command_line(env_bootstrap(names, units))
+        return Delivery(tuple(zip(names, pieces, strict=True)), command, tuple(args), b"")
+    return Delivery((), _COMMAND, tuple(_ARGS), script.encode("utf-8"))
 
 
 #: Longest text :func:`redact` looks at; error lines show a few hundred characters of it.
@@ -597,14 +689,19 @@ def run_powershell(endpoint: Endpoint, script: str) -> RunOutput:
             except Exception as exc:  # noqa: BLE001  (pywinrm validates its arguments here)
                 raise NodeError(endpoint.node, "config", _one_line(redact(f"{type(exc).__name__}: {exc}",
                                                                           endpoint))) from None
-            shell_id = _open_shell(proto, run)
+            delivery = script_delivery(script)
+            shell_id = _open_shell(proto, run, delivery.env)
             run.step = "Command"
-            command_id = proto.run_command(shell_id, _COMMAND, _ARGS, console_mode_stdin=False)
-            run.step = "Send"
-            payload = script.encode("utf-8")
-            for offset in range(0, max(len(payload), 1), STDIN_CHUNK):
-                last = offset + STDIN_CHUNK >= len(payload)
-                proto.send_command_input(shell_id, command_id, payload[offset:offset + STDIN_CHUNK], end=last)
+            # With the script in the environment nothing is sent to stdin: the console-mode stdin
+            # that pywinrm's run_cmd and Ansible use when they send no input.
+            command_id = proto.run_command(shell_id, delivery.command, delivery.args,
+                                           console_mode_stdin=bool(delivery.env))
+            if not delivery.env:
+                run.step = "Send"
+                payload = delivery.stdin
+                for offset in range(0, max(len(payload), 1), STDIN_CHUNK):
+                    last = offset + STDIN_CHUNK >= len(payload)
+                    proto.send_command_input(shell_id, command_id, payload[offset:offset + STDIN_CHUNK], end=last)
             run.step = "Receive"
             result = _receive_all(proto, run, shell_id, command_id)
         except NodeError as exc:
@@ -659,11 +756,13 @@ def check_auth(endpoint: Endpoint) -> float:
     return run.elapsed()
 
 
-def _open_shell(proto: Protocol, run: _Run) -> str:
-    """Create the shell; retry only refused/reset connections (nothing ran yet), with backoff."""
+def _open_shell(proto: Protocol, run: _Run, env: tuple[tuple[str, str], ...] = ()) -> str:
+    """Create the shell (with ``env`` as its variables); retry only refused/reset connections
+    (nothing ran yet), with backoff."""
+    env_vars = dict(env) or None
     for attempt in range(CREATE_RETRIES + 1):
         try:
-            return proto.open_shell(codepage=65001, noprofile=True)
+            return proto.open_shell(codepage=65001, noprofile=True, env_vars=env_vars)
         except requests.exceptions.ConnectionError as exc:
             delay = RETRY_BACKOFF * (2 ** attempt)
             if attempt == CREATE_RETRIES or not _refused_or_reset(exc) or run.remaining() < delay + 0.1:

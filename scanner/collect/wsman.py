@@ -41,6 +41,7 @@ SEND = f"{_SHELL}/Send"
 RECEIVE = f"{_SHELL}/Receive"
 SIGNAL = f"{_SHELL}/Signal"
 TERMINATE = f"{_SHELL}/signal/terminate"
+_CR = {"\r": "&#13;"}
 
 
 def envelope(action: str, operation_timeout: int, message_id: uuid.UUID, body: str, shell_id: str | None = None,
@@ -78,10 +79,17 @@ class FastProtocol(Protocol):
                    working_directory: str | None = None, env_vars: dict[str, str] | None = None,
                    noprofile: bool = False, codepage: int = 437, lifetime: None = None,
                    idle_timeout: str | int | None = None) -> str:
-        if working_directory or env_vars or idle_timeout or lifetime:
+        if working_directory or idle_timeout or lifetime:
             return super().open_shell(i_stream, o_stream, working_directory, env_vars, noprofile, codepage,
                                       lifetime, idle_timeout)
-        body = (f"<rsp:Shell><rsp:InputStreams>{escape(i_stream)}</rsp:InputStreams>"
+        # rsp:Environment comes first, as in the Shell schema (MS-WSMV 2.2.4.37: Environment before
+        # InputStreams/OutputStreams) and in the CreateResponse Windows sends back; pywinrm writes it
+        # last, which Windows also accepts. A CR is written as &#13; so XML end-of-line handling
+        # cannot turn it into LF.
+        environment = ("<rsp:Environment>" + "".join(
+            f"<rsp:Variable Name={quoteattr(name)}>{escape(value, _CR)}</rsp:Variable>"
+            for name, value in env_vars.items()) + "</rsp:Environment>") if env_vars else ""
+        body = (f"<rsp:Shell>{environment}<rsp:InputStreams>{escape(i_stream)}</rsp:InputStreams>"
                 f"<rsp:OutputStreams>{escape(o_stream)}</rsp:OutputStreams></rsp:Shell>")
         options = (("WINRS_NOPROFILE", str(noprofile).upper()), ("WINRS_CODEPAGE", str(codepage)))
         res = self.send_message(envelope(CREATE, self.operation_timeout_sec, uuid.uuid4(), body, options=options))

@@ -3,8 +3,10 @@
 Written for lmscan from the exchange in research/ecosystem.md §3: Create, Command, Send,
 Receive, Signal and Delete with MS-WSMV envelopes and RelatesTo, SOAP faults (HTTP 500 with a
 WSManFault code), the OperationTimeout fault 2150858793 when a Receive has no output in time,
-codepage emulation, output split over several Receives, cmd.exe's 8191-character limit, and
-decoding of the ``-EncodedCommand`` bootstrap and of stdin. Authentication: Basic, NTLM with
+codepage emulation, output split over several Receives, cmd.exe's 8191-character limit (on the
+command line and on each inherited environment variable, which it cuts), and decoding of the
+``-EncodedCommand`` bootstrap, of stdin and of a script carried in shell environment variables
+(joined and length-checked as the bootstrap would). Authentication: Basic, NTLM with
 pyspnego as the acceptor, Kerberos with python-gssapi as the acceptor (its service keytab from the
 test's KDC; channel binding checked when given the server certificate), both with MS-WSMV message
 encryption over HTTP, or a TLS client certificate. HTTPS with any server certificate the test
@@ -38,7 +40,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Union, cast
-from xml.sax.saxutils import escape
+from xml.sax.saxutils import escape, quoteattr
 
 NS = {
     "s": "http://www.w3.org/2003/05/soap-envelope",
@@ -55,6 +57,8 @@ STATE_RUNNING = SHELL_URI + "/CommandState/Running"
 OPERATION_TIMEOUT_CODE = 2150858793
 SHELL_NOT_FOUND_CODE = 2150858843
 CMD_LINE_LIMIT = 8191
+_ENV_JOIN = re.compile(r"\$s=((?:\$env:\w+\+?)+);")
+_ENV_LENGTH = re.compile(r"if\(\$s\.Length -ne (\d+)\)\{.*?exit (\d+)\}")
 BOUNDARY = b"--Encrypted Boundary"
 SPNEGO_ENC = "application/HTTP-SPNEGO-session-encrypted"
 CERT_AUTH_HEADER = "http://schemas.dmtf.org/wbem/wsman/1/wsman/secprofile/https/mutual"
@@ -81,10 +85,28 @@ class CommandRequest:
 
     @property
     def script(self) -> str:
-        """The PowerShell the client meant to run: stdin if the bootstrap reads it."""
+        """The PowerShell the client meant to run: stdin if the bootstrap reads it, the joined
+        shell variables if it joins ``$s=$env:A+$env:B...``, else the bootstrap itself."""
         if self.encoded_command is not None and "$input" not in self.encoded_command:
+            names = self.env_script_names
+            if names:
+                return "".join(self.env.get(name, "") for name in names)
             return self.encoded_command
         return self.stdin.decode("utf-8-sig", errors="replace")
+
+    @property
+    def env_script_names(self) -> list[str]:
+        """The variables an environment bootstrap joins into its script, in order ([] if none)."""
+        match = _ENV_JOIN.search(self.encoded_command or "")
+        return re.findall(r"\$env:(\w+)", match.group(1)) if match else []
+
+    def env_bootstrap_refusal(self) -> Reply | None:
+        """What the environment bootstrap prints when the joined script has the wrong length."""
+        match = _ENV_LENGTH.search(self.encoded_command or "") if self.env_script_names else None
+        if match is None or len(self.script) == int(match.group(1)):
+            return None
+        return Reply(stdout=f"lmscan: the script arrived incomplete in the shell environment "
+                            f"({len(self.script)} of {match.group(1)} characters)\r\n", exit_code=int(match.group(2)))
 
 
 @dataclass
@@ -161,6 +183,7 @@ class LogEntry:
     path: str
     connection: int
     encrypted: bool = False
+    request_bytes: int = 0  # the SOAP envelope (decrypted)
 
 
 @dataclass
@@ -450,7 +473,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
         if not body:  # pywinrm's empty POST that sets up the encryption context
             self._send(200)
             return
-        entry = LogEntry(_step_of(body), 0, 0.0, path, self.conn_no, encrypted)
+        entry = LogEntry(_step_of(body), 0, 0.0, path, self.conn_no, encrypted, len(body))
         with fake.lock:
             fake.log.append(entry)  # in arrival order; status and time filled in when answered
         try:
@@ -674,7 +697,10 @@ class _RequestHandler(BaseHTTPRequestHandler):
             f'<w:ResourceURI>{SHELL_URI}/cmd</w:ResourceURI><w:SelectorSet>'
             f'<w:Selector Name="ShellId">{shell_id}</w:Selector></w:SelectorSet></a:ReferenceParameters>'
             f'</x:ResourceCreated><rsp:Shell><rsp:ShellId>{shell_id}</rsp:ShellId>'
-            '<rsp:InputStreams>stdin</rsp:InputStreams><rsp:OutputStreams>stdout stderr</rsp:OutputStreams></rsp:Shell>'
+            # Windows echoes the variables back (pypsrp's recorded tests/responses/test_winrs_environment.yml).
+            + ("<rsp:Environment>" + "".join(f'<rsp:Variable Name={quoteattr(k)}>{escape(v)}</rsp:Variable>'
+                                             for k, v in env.items()) + "</rsp:Environment>" if env else "")
+            + '<rsp:InputStreams>stdin</rsp:InputStreams><rsp:OutputStreams>stdout stderr</rsp:OutputStreams></rsp:Shell>'
         )
         return _envelope(msg_id, "http://schemas.xmlsoap.org/ws/2004/09/transfer/CreateResponse", body)
 
@@ -685,8 +711,12 @@ class _RequestHandler(BaseHTTPRequestHandler):
         arguments = [a.text or "" for a in bodyel.iterfind("rsp:CommandLine/rsp:Arguments", NS)] if bodyel is not None else []
         line = " ".join([command, *arguments]).strip()
         cmd_id = str(uuid.uuid4()).upper()
+        skip_cmd = options.get("WINRS_SKIP_CMD_SHELL", "FALSE").upper() == "TRUE"
+        # What the process inherits: through cmd.exe, a variable is cut at 8191 characters (see
+        # Microsoft's "Command prompt (Cmd.exe) command-line string limitation").
+        env = dict(shell.env) if skip_cmd else {k: v[:CMD_LINE_LIMIT] for k, v in shell.env.items()}
         req = CommandRequest(path=shell.path, user=shell.user, shell_id=shell_id, command_id=cmd_id,
-                             codepage=shell.codepage, noprofile=shell.noprofile, env=dict(shell.env),
+                             codepage=shell.codepage, noprofile=shell.noprofile, env=env,
                              command_line=line,
                              console_mode_stdin=options.get("WINRS_CONSOLEMODE_STDIN", "TRUE").upper() == "TRUE",
                              encoded_command=decode_encoded_command(line))
@@ -712,7 +742,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
         if cmd.outcome is None:
             cmd.started = time.monotonic()
             try:
-                cmd.outcome = self.server.fake.handler(cmd.request)
+                cmd.outcome = cmd.request.env_bootstrap_refusal() or self.server.fake.handler(cmd.request)
             except Exception as exc:  # noqa: BLE001  (a broken test handler shows up as the command's stderr)
                 cmd.outcome = Reply(stderr=f"fake handler raised {type(exc).__name__}: {exc}", exit_code=99)
             if isinstance(cmd.outcome, Reply):

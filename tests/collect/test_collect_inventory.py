@@ -183,7 +183,7 @@ def test_end_to_end_over_winrm(tmp_path: Path, fleet: FakeWSMan) -> None:
         ("HVCLU01", "HV01"), ("HVCLU01", "HV02"), ("HVCLU02", "127.0.0.1"), ("LAB", "LAB1")]
     for name in ("HV01", "HV02", "127.0.0.1"):
         assert by_node[name].error is None and by_node[name].snapshot is not None
-        assert 5 <= by_node[name].requests <= 8
+        assert 4 <= by_node[name].requests <= 7  # Create, Command, Receive, Delete (+ NTLM legs)
     assert by_node["127.0.0.1"].snapshot.node == "HV21"  # type: ignore[union-attr]
     lab = by_node["LAB1"]
     assert lab.snapshot is None and lab.kind == "auth"

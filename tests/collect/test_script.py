@@ -287,7 +287,8 @@ def test_json_escaping_covers_quotes_backslash_control_and_non_ascii(script: str
 
 
 def test_script_is_small_ascii_and_self_contained(script: str) -> None:
-    # The script travels over stdin (scanner.collect.transport), so only the command line is limited.
+    # The script travels in shell variables (scanner.collect.transport: at most ENV_SCRIPT_MAX
+    # characters, over stdin beyond), so only the command line is limited.
     assert len(script.encode("utf-8")) < 24_000
     assert script.isascii()
     assert "param(" not in script.split("function", 1)[0]  # no script parameters
@@ -394,13 +395,29 @@ def test_a_failed_run_names_the_language_mode(script: str) -> None:
     assert "$collector['language_mode']" in script
 
 
-def test_bootstrap_parses_and_runs_in_constrained_language() -> None:
-    """The -EncodedCommand bootstrap: valid PowerShell, and outside its FullLanguage branch it uses
-    no .NET type or method (ConstrainedLanguage refuses them) -- only cmdlets and variables."""
-    from scanner.collect.transport import BOOTSTRAP
+@pytest.mark.parametrize("which", ["stdin", "environment"])
+def test_bootstrap_parses_and_runs_in_constrained_language(which: str) -> None:
+    """The -EncodedCommand bootstraps: valid PowerShell, and outside their FullLanguage branch they
+    use no .NET type or method (ConstrainedLanguage refuses them) -- only cmdlets and variables."""
+    from scanner.collect.transport import BOOTSTRAP, env_bootstrap
 
-    assert syntax_problems(BOOTSTRAP) == []
-    head, rest = BOOTSTRAP.split("if($ExecutionContext.SessionState.LanguageMode -eq 'FullLanguage'){", 1)
+    bootstrap = BOOTSTRAP if which == "stdin" else env_bootstrap(["LMSCAN_S0", "LMSCAN_S1"], 12345)
+    assert syntax_problems(bootstrap) == []
+    head, rest = bootstrap.split("if($ExecutionContext.SessionState.LanguageMode -eq 'FullLanguage'){", 1)
     constrained = head + rest.split("}else{", 1)[1]
     assert "Invoke-Expression" in constrained
     assert not re.search(r"\[|::|New-Object|\.\w+\(", constrained), constrained
+    if which == "environment":  # joined in order, checked, and gone before the script runs
+        assert constrained.startswith("$ProgressPreference='SilentlyContinue';$s=$env:LMSCAN_S0+$env:LMSCAN_S1;"
+                                      "if($s.Length -ne 12345){")
+        assert "Remove-Item 'Env:LMSCAN_S0','Env:LMSCAN_S1';" in head
+
+
+def test_collector_travels_in_the_create_request(script: str) -> None:
+    """No '%' (a cmd shell may expand %NAME% in variable values) and small enough: the collector
+    goes in shell variables, so a healthy node costs Create, Command, Receive, Delete."""
+    from scanner.collect.transport import script_delivery
+
+    assert "%" not in script
+    delivery = script_delivery(collector_script("winrm"))
+    assert 1 <= len(delivery.env) <= 4 and delivery.stdin == b""

@@ -20,12 +20,17 @@ import winrm
 
 from scanner.collect import transport
 from scanner.collect.transport import (
+    ENV_CHUNK,
+    ENV_INCOMPLETE_EXIT,
+    ENV_SCRIPT_MAX,
     STDIN_CHUNK,
     Cancellation,
     Endpoint,
     NodeError,
     build_command_line,
     run_powershell,
+    script_delivery,
+    split_for_env,
 )
 from scanner.snapshot import parse_snapshot
 
@@ -43,8 +48,11 @@ from .fakewsman import (
     clixml_error,
 )
 
-# A command that finished needs no Signal: Delete ends the shell (MS-WSMV 3.1.4.4.1).
-HAPPY_STEPS = ["Create", "Command", "Send", "Receive", "Delete"]
+# The script travels in the Create request (shell variables), so no Send; a command that finished
+# needs no Signal: Delete ends the shell (MS-WSMV 3.1.4.4.1).
+HAPPY_STEPS = ["Create", "Command", "Receive", "Delete"]
+# A script that cannot go in the environment ('%' might be expanded there) goes over stdin.
+STDIN_SCRIPT = "Get-Cluster | % { $_.Name }"
 
 
 def endpoint(srv: FakeWSMan, node: str = "HV01", **kw: Any) -> Endpoint:
@@ -87,22 +95,44 @@ def test_happy_path_returns_snapshot_at_protocol_minimum(wsman: Any) -> None:
     assert snap.sections["ClusterNetwork"][0]["Name"] == "LM Zürich 東京"
     assert out.exit_code == 0 and out.stderr == b""
     assert srv.steps() == HAPPY_STEPS
-    assert out.requests == 5
+    assert out.requests == 4
     assert srv.connections == 1
 
 
 def test_shell_and_command_are_set_up_as_specified(wsman: Any) -> None:
     srv = wsman(Reply(stdout="ok"))
-    script = "# Zürich 東京 \u00e9\r\n" + "Write-Output 'x'\n" * 50
+    script = "# Zürich 東京 \u00e9 <&'\">\r\n" + "Write-Output 'x'\r\n" * 1200 + "\n"
     run_powershell(endpoint(srv), script)
     [req] = srv.commands
     assert req.codepage == 65001 and req.noprofile
-    assert not req.console_mode_stdin
+    assert req.console_mode_stdin  # nothing is sent to stdin
     assert req.command_line.startswith(
         "powershell.exe -NoProfile -NonInteractive -ExecutionPolicy Bypass -EncodedCommand ")
-    assert "$input" in (req.encoded_command or "") and "UTF8Encoding" in (req.encoded_command or "")
-    assert req.script == script
-    assert len(req.command_line) < 1000
+    bootstrap = req.encoded_command or ""
+    assert "$input" not in bootstrap and "UTF8Encoding" in bootstrap and "Invoke-Expression $s" in bootstrap
+    assert req.env_script_names == ["LMSCAN_S0", "LMSCAN_S1", "LMSCAN_S2"]
+    assert req.script == script.strip()  # CRs, markup characters and non-ASCII arrive intact
+    assert len(req.command_line) < 1500
+
+
+def test_script_is_cut_into_variables_cmd_exe_passes_on_whole() -> None:
+    script = "".join(f"$v{i} = 'Zürich {i}'\n" for i in range(1500))
+    pieces = split_for_env(script)
+    assert "".join(pieces) == script
+    assert all(0 < len(p) <= ENV_CHUNK < 8191 for p in pieces)  # cmd.exe's limit per inherited variable
+    assert all(p[0] not in " \t\r\n" and p[-1] not in " \t\r\n" for p in pieces[:-1])
+    assert split_for_env("aaaa bbbb", 5) == ["aaa", "a bbb", "b"]
+    assert split_for_env(" " * 7, 3) == ["   ", "   ", " "]  # nothing else to cut at
+    delivery = script_delivery(script)
+    assert [name for name, _ in delivery.env] == [f"LMSCAN_S{i}" for i in range(len(pieces))]
+    assert delivery.stdin == b""
+
+
+@pytest.mark.parametrize("script", ["", "  \n", "x" * (ENV_SCRIPT_MAX + 1), STDIN_SCRIPT, "Write-Output 1\x07",
+                                    "'\U0001F600'"])
+def test_scripts_the_environment_cannot_carry_go_over_stdin(script: str) -> None:
+    delivery = script_delivery(script)
+    assert delivery.env == () and delivery.stdin == script.encode()
 
 
 def test_large_script_goes_over_stdin_in_chunks(wsman: Any) -> None:
@@ -110,10 +140,41 @@ def test_large_script_goes_over_stdin_in_chunks(wsman: Any) -> None:
     script = "".join(f"$v{i} = 'Zürich {i}'\n" for i in range(12000))
     assert len(script.encode()) > 2 * STDIN_CHUNK
     out = run_powershell(endpoint(srv), script)
-    assert srv.commands[0].script == script
+    [req] = srv.commands
+    assert req.script == script
+    assert not req.console_mode_stdin and "$input" in (req.encoded_command or "") and req.env == {}
     sends = srv.steps().count("Send")
     assert sends == -(-len(script.encode()) // STDIN_CHUNK)
     assert out.requests == 4 + sends
+
+
+def test_a_variable_cut_on_the_way_fails_the_run_instead_of_running_half_a_script(
+        wsman: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Pieces longer than cmd.exe passes on: the fake cuts them like cmd.exe, and the bootstrap's
+    # length check (emulated by the fake) refuses to run what arrived.
+    monkeypatch.setattr(transport, "split_for_env", lambda text: [text[:9000], text[9000:]])
+    script_delivery.cache_clear()
+    ran: list[str] = []
+    srv = wsman(lambda req: ran.append(req.script) or Reply(stdout="ran"))
+    try:
+        out = run_powershell(endpoint(srv), "Write-Output 'x'\n" * 1000)
+    finally:
+        script_delivery.cache_clear()
+    assert ran == [] and out.exit_code == ENV_INCOMPLETE_EXIT
+    assert b"the script arrived incomplete in the shell environment (16190 of 16999 characters)" in out.stdout
+    assert srv.steps() == HAPPY_STEPS
+
+
+def test_collector_create_request_stays_far_below_max_envelope_size(wsman: Any) -> None:
+    from scanner.collect.script import collector_script
+
+    script = collector_script("winrm")
+    srv = wsman(lambda req: Reply(stdout="ok" if req.script == script.strip() else "wrong"))
+    out = run_powershell(endpoint(srv), script)
+    assert out.stdout == b"ok" and out.requests == 4
+    assert len(script_delivery(script).env) <= 4
+    [create] = [e for e in srv.log if e.step == "Create"]
+    assert create.request_bytes < 150 * 1024 // 4  # 2008 R2's MaxEnvelopeSize is 150 KB
 
 
 def test_non_ascii_output_survives_codepage_65001(wsman: Any) -> None:
@@ -195,7 +256,7 @@ def test_ntlm_with_message_encryption_over_http(wsman: Any) -> None:
     assert srv.steps() == HAPPY_STEPS
     assert all(e.encrypted for e in srv.log)  # every WinRS message sealed with the NTLM session key
     assert srv.commands[0].user == "CONTOSO\\svc-lmscan"
-    assert out.requests == 3 + 5  # NTLM handshake on the empty setup POST, then the minimum
+    assert out.requests == 3 + 4  # NTLM handshake on the empty setup POST, then the minimum
 
 
 def test_ntlm_wrong_password(wsman: Any, caplog: pytest.LogCaptureFixture) -> None:
@@ -327,7 +388,7 @@ def test_command_that_never_finishes(wsman: Any, caplog: pytest.LogCaptureFixtur
 def test_soap_fault_at_a_working_step(wsman: Any, step: str, caplog: pytest.LogCaptureFixture) -> None:
     srv = wsman(Reply(stdout="x"))
     srv.inject(step, Fault("Access is denied.", "w:AccessDenied", wsman_code=5))
-    err = fails(endpoint(srv, "HV07"), caplog)
+    err = fails(endpoint(srv, "HV07"), caplog, STDIN_SCRIPT if step == "Send" else "Get-Cluster")
     assert err.kind == "fault"
     assert re.fullmatch(rf"HV07: WS-Man fault on {step}: Access is denied\. \(w:AccessDenied\) after \d+\.\d s",
                         str(err))

@@ -65,6 +65,42 @@ def test_same_envelope_and_result_as_pywinrm(call: str, args: tuple[Any, ...], m
     assert ours == theirs
 
 
+def test_shell_with_environment_is_pywinrms_with_environment_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    # pywinrm writes rsp:Environment after the streams; we write it where the MS-WSMV 2.2.4.37
+    # Shell schema puts it (first here). Apart from that order, element for element the same.
+    env = {"LMSCAN_S0": "$a = '<&\"x\">'\nWrite-Output $a\t# Zürich 東京", "LMSCAN_S1": "]]> &amp; 'y'\n"}
+    args = ("stdin", "stdout stderr", None, env, True, 65001)
+    theirs, their_id = _capture(Protocol, monkeypatch, "open_shell", *args)
+    ours, our_id = _capture(FastProtocol, monkeypatch, "open_shell", *args)
+    assert our_id == their_id == SHELL
+    their_root, our_root = ET.fromstring(theirs), ET.fromstring(ours)
+    ns = {"rsp": "http://schemas.microsoft.com/wbem/wsman/1/windows/shell"}
+    their_shell, our_shell = their_root.find(".//rsp:Shell", ns), our_root.find(".//rsp:Shell", ns)
+    assert their_shell is not None and our_shell is not None
+    assert [c.tag.split("}")[1] for c in our_shell] == ["Environment", "InputStreams", "OutputStreams"]
+    assert [c.tag.split("}")[1] for c in their_shell] == ["InputStreams", "OutputStreams", "Environment"]
+    environment = their_shell[2]
+    their_shell.remove(environment)
+    their_shell.insert(0, environment)
+    assert ET.tostring(our_root) == ET.tostring(their_root)
+    raw, _ = _capture_raw(monkeypatch, "open_shell", *args)  # not canonicalized: whitespace kept
+    assert {v.get("Name"): v.text for v in ET.fromstring(raw).iter(f"{{{ns['rsp']}}}Variable")} == env
+
+
+def test_carriage_return_in_a_variable_survives_xml_end_of_line_handling(monkeypatch: pytest.MonkeyPatch) -> None:
+    sent, _ = _capture_raw(monkeypatch, "open_shell", "stdin", "stdout stderr", None, {"V": "a\r\nb\rc"})
+    assert [v.text for v in ET.fromstring(sent).iter("{http://schemas.microsoft.com/wbem/wsman/1/windows/shell}Variable")] \
+        == ["a\r\nb\rc"]
+
+
+def _capture_raw(monkeypatch: pytest.MonkeyPatch, call: str, *args: Any) -> tuple[str, Any]:
+    proto = FastProtocol("http://127.0.0.1:1/wsman", transport="basic", username="u", password="p")
+    sent: list[str] = []
+    monkeypatch.setattr(proto, "send_message", lambda message: sent.append(message) or RESPONSE)
+    value = getattr(proto, call)(*args)
+    return sent[0], value
+
+
 def test_receive_reads_streams_and_exit_code(monkeypatch: pytest.MonkeyPatch) -> None:
     _, value = _capture(FastProtocol, monkeypatch, "get_command_output_raw", SHELL, "C-1")
     assert value == (b"hello", b"oops", 3, True)
