@@ -20,7 +20,7 @@ import hashlib
 import json
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import junit_xml
 
@@ -32,7 +32,7 @@ from scanner.render._common import (
     duration_seconds,
     group_by_cluster,
     one_line,
-    result_key,
+    rule_key,
     rule_order,
     target_label,
     utc_naive,
@@ -53,33 +53,54 @@ _ALLOWED = {
     "property": {"name", "value"},
 }
 _CLASS_UNSAFE = re.compile(r"[\s./\\]+")
+# json.dumps(obj, ensure_ascii=False, default=str), compact and with indent=2, without building
+# an encoder for each of a fleet's 100,000 testcases.
+_json = json.JSONEncoder(ensure_ascii=False, default=str).encode
+_json_indented = json.JSONEncoder(ensure_ascii=False, default=str, indent=2).encode
 
 
 def render_junit(report: ScanReport) -> bytes:
     """The report as a JUnit XML document (UTF-8 bytes) that validates against junit-10.xsd."""
-    order = rule_order(report)
-    by_cluster = group_by_cluster(report.results)
     names = cluster_names(report)
     classnames = _classnames(names)
     infos = {info.name.casefold(): info for info in report.clusters}
+    by_cluster = group_by_cluster(report.results)
+    key = _result_key(report)
+    totals = {"tests": 0, "failures": 0, "errors": 0}
+    # junit-xml builds one suite at a time; each is repaired and written out before the next is
+    # built, so a fleet's 100,000 testcases never stand as one tree (which the garbage collector
+    # would walk again and again).
     suites = []
     for cluster in names:
-        results = sorted(by_cluster.get(cluster.casefold(), []), key=lambda r: result_key(r, order))
-        suites.append(_suite(report, cluster, classnames[cluster], results, infos.get(cluster.casefold())))
+        results = sorted(by_cluster.get(cluster.casefold(), []), key=key)
+        suite = _suite(report, cluster, classnames[cluster], results, infos.get(cluster.casefold()))
+        suites.append(_finish(suite, totals))
     if not suites:
         # A file without any testcase makes CI servers report "no test results"; say why.
         case = junit_xml.TestCase(name="no results", classname="lmscan")
         case.add_skipped_info(message="The scan produced no results: no cluster was scanned.")
-        suites.append(junit_xml.TestSuite(name="lmscan", test_cases=[case],
-                                          timestamp=utc_naive(report.scan.started_at),
-                                          properties=_properties(report, None)))
-    # junit-xml builds each suite as an element; assembling them here (rather than printing the
-    # whole document with to_xml_report_string and parsing it back) halves the work on a fleet.
-    root = ET.Element("testsuites")
-    root.extend(suite.build_xml_doc() for suite in suites)
-    _make_valid(root, report)
-    ET.indent(root, space="  ")
-    return (XML_DECLARATION + "\n" + ET.tostring(root, encoding="unicode") + "\n").encode("utf-8")
+        suites.append(_finish(junit_xml.TestSuite(name="lmscan", test_cases=[case],
+                                                  timestamp=utc_naive(report.scan.started_at),
+                                                  properties=_properties(report, None)), totals))
+    seconds = duration_seconds(report.scan.started_at, report.scan.finished_at)
+    root = ET.Element("testsuites", {"name": "lmscan", **{k: str(v) for k, v in totals.items()},
+                                     "time": f"{seconds or 0.0:.3f}"})
+    return "".join([XML_DECLARATION, "\n", _start_tag(root), ">", *suites, "\n</testsuites>\n"]).encode("utf-8")
+
+
+def _result_key(report: ScanReport) -> Callable[[Result], tuple[object, ...]]:
+    """:func:`result_key` for this report, with each rule's part computed once rather than per result."""
+    order = rule_order(report)
+    rules: dict[str, tuple[int, tuple[str, int, str]]] = {}
+
+    def key(r: Result) -> tuple[object, ...]:
+        rule = rules.get(r.rule)
+        if rule is None:
+            rule = rules[r.rule] = rule_key(r.rule, order)
+        t = r.target
+        return (rule, t.kind, t.name.casefold(), (t.node or "").casefold(), r.id)
+
+    return key
 
 
 def _classnames(clusters: Sequence[str]) -> dict[str, str]:
@@ -200,10 +221,9 @@ def _case(report: ScanReport, r: Result, classname: str, name: str) -> junit_xml
     # line of it; a pass only its message and the facts behind it. Passes are most of a fleet's
     # results, and CI servers cap report files (GitLab: 30 MB) and trim passing output anyway.
     if r.status is Status.PASS:
-        stdout = f"{r.message}\n{json.dumps(r.evidence, ensure_ascii=False, default=str)}"
-    else:
-        indent = 2 if r.status in (Status.FAIL, Status.ERROR) else None
-        stdout = json.dumps(r.to_dict(), indent=indent, ensure_ascii=False, default=str)
+        return junit_xml.TestCase(name=name, classname=classname,
+                                  stdout=clean(f"{r.message}\n{_json(r.evidence)}"))
+    stdout = (_json_indented if r.status in (Status.FAIL, Status.ERROR) else _json)(r.to_dict())
     case = junit_xml.TestCase(name=name, classname=classname, stdout=clean(stdout))
     body = _body(r)
     if r.status is Status.FAIL:
@@ -241,32 +261,83 @@ def _body(r: Result) -> str:
     return "\n".join(lines)
 
 
-def _make_valid(root: ET.Element, report: ScanReport) -> None:
-    """Bring junit-xml's output in line with junit-10.xsd: attributes, counts and times."""
-    for element in root.iter():
+def _finish(suite: junit_xml.TestSuite, totals: dict[str, int]) -> str:
+    """One suite as built by junit-xml, made valid, as the text that follows it in ``<testsuites>``."""
+    element = suite.build_xml_doc()
+    for key, value in _make_valid(element).items():
+        if key in totals:
+            totals[key] += value
+    out = ["\n  "]
+    _write(element, "\n  ", out)
+    return "".join(out)
+
+
+def _make_valid(suite: ET.Element) -> dict[str, int]:
+    """Bring one suite of junit-xml's output in line with junit-10.xsd: attributes, counts, times."""
+    for element in suite.iter():
         allowed = _ALLOWED.get(element.tag)
         if allowed is not None:
             for attr in [a for a in element.attrib if a not in allowed]:
                 del element.attrib[attr]
-    totals = {"tests": 0, "failures": 0, "errors": 0}
-    for suite in root.iter("testsuite"):
-        cases = list(suite.iter("testcase"))
-        counts = {
-            "tests": len(cases),
-            "failures": sum(1 for c in cases if c.find("failure") is not None),
-            "errors": sum(1 for c in cases if c.find("error") is not None),
-            "skipped": sum(1 for c in cases if c.find("skipped") is not None),
-        }
-        for key, value in counts.items():
-            suite.set(key, str(value))
-            if key in totals:
-                totals[key] += value
-        suite.set("time", "0.000")
-        for case in cases:
-            case.set("time", "0.000")
-    root.set("name", "lmscan")
-    for key, value in totals.items():
-        root.set(key, str(value))
-    seconds = duration_seconds(report.scan.started_at, report.scan.finished_at)
-    root.set("time", f"{seconds or 0.0:.3f}")
+    cases = list(suite.iter("testcase"))
+    counts = {
+        "tests": len(cases),
+        "failures": sum(1 for c in cases if c.find("failure") is not None),
+        "errors": sum(1 for c in cases if c.find("error") is not None),
+        "skipped": sum(1 for c in cases if c.find("skipped") is not None),
+    }
+    for key, value in counts.items():
+        suite.set(key, str(value))
+    suite.set("time", "0.000")
+    for case in cases:
+        case.set("time", "0.000")
+    return counts
 
+
+# What ET.tostring writes for an element of the document indented by ET.indent(space="  "), in one
+# pass: the same escaping and layout, without ElementTree's per-element namespace handling, which
+# makes it the costliest step for a fleet. Only for trees junit-xml builds: plain tags and
+# attribute names, no tails, and text only in elements without children.
+
+def _write(element: ET.Element, indent: str, out: list[str]) -> None:
+    """Append ``element`` to ``out``; ``indent`` is the newline and spaces that precede it."""
+    tag = element.tag
+    if len(element):
+        inner = indent + "  "
+        out.append(_start_tag(element) + ">")
+        for child in element:
+            out.append(inner)
+            _write(child, inner, out)
+        out.append(f"{indent}</{tag}>")
+    elif element.text:
+        out.append(f"{_start_tag(element)}>{_escape_text(element.text)}</{tag}>")
+    else:
+        out.append(_start_tag(element) + " />")
+
+
+def _start_tag(element: ET.Element) -> str:
+    """``<tag name="value" ...`` without the closing bracket."""
+    return "<" + element.tag + "".join([f' {k}="{_escape_attribute(v)}"' for k, v in element.items()])
+
+
+def _escape_text(text: str) -> str:
+    if "&" in text:
+        text = text.replace("&", "&amp;")
+    if "<" in text:
+        text = text.replace("<", "&lt;")
+    if ">" in text:
+        text = text.replace(">", "&gt;")
+    return text
+
+
+def _escape_attribute(text: str) -> str:
+    text = _escape_text(text)
+    if '"' in text:
+        text = text.replace('"', "&quot;")
+    if "\r" in text:
+        text = text.replace("\r", "&#13;")
+    if "\n" in text:
+        text = text.replace("\n", "&#10;")
+    if "\t" in text:
+        text = text.replace("\t", "&#09;")
+    return text
