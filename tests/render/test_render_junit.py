@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import json
 import re
+import xml.etree.ElementTree as ET
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+import junit_xml
 import pytest
 import xmlschema
 from junitparser import Error, Failure, JUnitXml, Skipped
 
 from scanner.model import ScanReport, Severity, Status
-from scanner.render.junit import render_junit
+from scanner.render._common import result_key, rule_order
+from scanner.render.junit import _result_key, _write, render_junit
 
-from .conftest import HOSTILE_NAME, build_big, build_empty, build_sample, result
+from .conftest import HOSTILE_NAME, HOSTILE_TEXT, build_big, build_empty, build_sample, result
 
 
 @pytest.fixture(scope="module")
@@ -178,3 +181,37 @@ def test_empty_reports_still_have_a_testcase() -> None:
         xml = _read(report)
         cases = _cases(xml)
         assert len(cases) == 1 and isinstance(cases[0].result[0], Skipped)
+
+
+@pytest.mark.parametrize("text", [HOSTILE_NAME, HOSTILE_TEXT, "tab\there\r\nnext\rline\n", " ", "",
+                                  "Réseau invité — 网络 ✓ \U0001f600", "&amp; &#10; ]]>"])
+def test_suite_writer_matches_elementtree(text: str) -> None:
+    """The one-pass writer gives exactly what ET.indent + ET.tostring give for junit-xml's trees."""
+    def suite() -> ET.Element:
+        cases = []
+        for i in range(5):
+            case = junit_xml.TestCase(name=f"{text} {i}", classname=text, stdout=text or None)
+            if i == 1:
+                case.add_failure_info(message=text, output=text, failure_type="high")
+            elif i == 2:
+                case.add_error_info(message=text, output=text or None, error_type="CollectionError")
+            elif i == 3:
+                case.add_skipped_info(message=text or None, output=text or None)
+            cases.append(case)
+        built: ET.Element = junit_xml.TestSuite(name=text, test_cases=cases, hostname=text or None,
+                                                timestamp=text, properties={text: text, "k": text}).build_xml_doc()
+        return built
+
+    reference = ET.Element("testsuites")
+    reference.append(suite())
+    ET.indent(reference, space="  ")
+    out = ["<testsuites>\n  "]
+    _write(suite(), "\n  ", out)
+    assert "".join(out) + "\n</testsuites>" == ET.tostring(reference, encoding="unicode")
+
+
+@pytest.mark.parametrize("report", [build_sample(), build_sample(hostile=True), build_big(20)],
+                         ids=["sample", "hostile", "big"])
+def test_result_order_is_the_shared_one(report: ScanReport) -> None:
+    key, order = _result_key(report), rule_order(report)
+    assert [key(r) for r in report.results] == [result_key(r, order) for r in report.results]
