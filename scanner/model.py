@@ -7,6 +7,8 @@ takes that value unchanged. ``ScanReport.to_dict()`` is the results JSON of cont
 from __future__ import annotations
 
 import enum
+import itertools
+import operator
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -309,6 +311,9 @@ class ClusterOrigin:
                 "scanner_host": self.scanner_host, "stale": self.stale}
 
 
+_CLUSTER = operator.attrgetter("cluster")
+
+
 @dataclass(frozen=True, slots=True)
 class ScanReport:
     """The one value every renderer takes."""
@@ -355,14 +360,18 @@ class ScanReport:
         if not self._verdicts and self.results:
             floor = max(self.scan.fail_on.rank, Severity.LOW.rank)
             verdicts = self._verdicts
-            for r in self.results:   # one pass for all clusters: renderers ask per cluster
-                key = r.cluster.casefold()
-                if r.status is Status.FAIL and r.severity.rank >= floor:
-                    verdicts[key] = Status.FAIL
-                elif r.status is Status.ERROR and verdicts.get(key) is not Status.FAIL:
-                    verdicts[key] = Status.ERROR
-                else:
-                    verdicts.setdefault(key, Status.PASS)
+            fail, error, ok = Status.FAIL, Status.ERROR, Status.PASS
+            # One pass for all clusters (renderers ask per cluster), by runs of one cluster name
+            # (a scan lists each cluster's results together) so that case is folded per run.
+            for name, run in itertools.groupby(self.results, _CLUSTER):
+                key = name.casefold()
+                for r in run:
+                    if r.status is fail and r.severity.rank >= floor:
+                        verdicts[key] = fail
+                    elif r.status is error and verdicts.get(key) is not fail:
+                        verdicts[key] = error
+                    else:
+                        verdicts.setdefault(key, ok)
         return self._verdicts.get(cluster.casefold(), Status.PASS)
 
     def to_dict(self, *, results: bool = True) -> dict[str, Any]:

@@ -8,6 +8,9 @@ hostile or broken name can neither corrupt an XML file nor repaint a terminal.
 
 from __future__ import annotations
 
+import functools
+import itertools
+import operator
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -77,6 +80,7 @@ def rule_order(report: ScanReport) -> dict[str, int]:
     return {rule_id.casefold(): i for i, rule_id in enumerate(report.rules)}
 
 
+@functools.lru_cache(maxsize=4096)    # a report has a few dozen rule ids and asks per result
 def _natural(rule_id: str) -> tuple[str, int, str]:
     m = re.fullmatch(r"([A-Za-z_-]*)(\d+)(.*)", rule_id)
     if m:
@@ -148,18 +152,26 @@ def cluster_names(report: ScanReport) -> list[str]:
     """Clusters in report order, plus any a result names that the cluster list lacks."""
     names: list[str] = []
     seen: set[str] = set()
-    for name in [c.name for c in report.clusters] + [r.cluster for r in report.results]:
+    # Each spelling once, in first-seen order, before folding case: the results repeat their
+    # cluster's name a few hundred times each.
+    for name in dict.fromkeys(itertools.chain(map(_NAME, report.clusters), map(_CLUSTER, report.results))):
         if name.casefold() not in seen:
             seen.add(name.casefold())
             names.append(name)
     return names
 
 
+_NAME = operator.attrgetter("name")
+_CLUSTER = operator.attrgetter("cluster")
+
+
 def group_by_cluster(results: Iterable[Result]) -> dict[str, list[Result]]:
     """Results keyed by casefolded cluster name, in the order they come."""
     groups: dict[str, list[Result]] = {}
-    for r in results:
-        groups.setdefault(r.cluster.casefold(), []).append(r)
+    # By runs of one spelling (a scan lists each cluster's results together): case is folded
+    # once per run instead of once per result, and each run extends its group in order.
+    for name, run in itertools.groupby(results, _CLUSTER):
+        groups.setdefault(name.casefold(), []).extend(run)
     return groups
 
 

@@ -10,7 +10,6 @@ and JUnit reports keep one entry per target. Everything here is pure and works o
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -251,22 +250,22 @@ def verdict(report: ScanReport) -> Verdict:
     parts = []
     if counted:
         parts.append(f"{len(counted)} failed check{'s' if len(counted) != 1 else ''} ({by_sev}).")
-    below = sum(1 for r in report.results if r.status is Status.FAIL) - len(counted)
+    summary = report.summary
+    below = summary[Status.FAIL.value] - len(counted)
     if n:   # never a bare PASS next to failures: "PASS (2 below --fail-on)"
         label = verdict_label(overall_verdict(report), below)
     if below:
         parts.append(f"{below} failure{'s' if below != 1 else ''} of lower severity "
                      f"{'are' if below != 1 else 'is'} listed but {'do' if below != 1 else 'does'} not count "
                      f"(this scan counts {report.scan.fail_on.value} and above).")
-    errors = sum(1 for r in report.results if r.status is Status.ERROR)
+    errors = summary[Status.ERROR.value]
     unreachable = len(unreachable_nodes(report))
     if errors:
         parts.append(f"{errors} check{'s' if errors != 1 else ''} could not be run.")
         if unreachable:
             parts.append(f"{unreachable} node{'s' if unreachable != 1 else ''} could not be reached.")
     if not parts:
-        passed = sum(1 for r in report.results if r.status is Status.PASS)
-        parts.append(f"All {passed} checks that apply passed.")
+        parts.append(f"All {summary[Status.PASS.value]} checks that apply passed.")
     return Verdict(label, css, headline, " ".join(parts), failing, incomplete, n)
 
 
@@ -367,6 +366,6 @@ def results_sha256(report: ScanReport) -> str:
     known = getattr(report, "results_sha256", None)
     if isinstance(known, str) and known:
         return known
-    from scanner.render.jsonfmt import render_json
+    from scanner.render.jsonfmt import render_json_sha256
 
-    return hashlib.sha256(render_json(report)).hexdigest()
+    return render_json_sha256(report)

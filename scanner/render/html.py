@@ -175,7 +175,7 @@ def _view(report: ScanReport) -> dict[str, Any]:
         errors = _errors(report, order, by_cluster.get(row["key"], []))
         details.append({**row, "failures": mine, "errors": errors})
 
-    passes = [r for r in report.results if r.status is Status.PASS]
+    summary = report.summary
 
     def listed(row: Mapping[str, Any]) -> bool:
         # With many clusters, clean ones become one line of names instead of a row each.
@@ -191,7 +191,7 @@ def _view(report: ScanReport) -> dict[str, Any]:
         "statuses": [s.value for s in _STATUS_COLUMNS],
         "clusters": [c for c in clusters if listed(c)],
         "passing_unlisted": [c["name"] for c in clusters if not listed(c)],
-        "totals": [report.summary[s.value] for s in _STATUS_COLUMNS],
+        "totals": [summary[s.value] for s in _STATUS_COLUMNS],
         "uncollected": fnd.unreachable_nodes(report),
         "critical_skips": [{"rule": r.rule, "title": r.title, "cluster": r.cluster, "target": target_label(r.target),
                             "message": r.message} for r in critical_skips(report)],
@@ -200,9 +200,9 @@ def _view(report: ScanReport) -> dict[str, Any]:
         "rules_summary": _rules_summary(report, order),
         "waived": _listing(report, order, Status.WAIVED),
         "skipped": _skipped(report, order),
-        "pass_count": len(passes),
+        "pass_count": summary["pass"],
         "passes": (_passes(order, clusters, by_cluster)
-                   if len(passes) <= PASS_DETAIL_LIMIT else None),
+                   if summary["pass"] <= PASS_DETAIL_LIMIT else None),
         "pass_limit": PASS_DETAIL_LIMIT,
         "fail_on": report.scan.fail_on.value,
         "rules_doc": _rules_doc(report, order),
@@ -344,19 +344,22 @@ def _listing(report: ScanReport, order: Mapping[str, int], status: Status) -> li
 def _skipped(report: ScanReport, order: Mapping[str, int]) -> list[dict[str, Any]]:
     """Skipped results grouped by rule and reason, so 100 clusters make one row, not 100."""
     groups: dict[tuple[str, str], list[Result]] = {}
+    reasons: dict[str, str] = {}    # the same few reasons come back for every cluster
     for r in report.results:
         if r.status is Status.SKIP:
-            groups.setdefault((r.rule, one_line(r.message)), []).append(r)
+            reason = reasons.get(r.message)
+            if reason is None:
+                reason = reasons[r.message] = one_line(r.message)
+            groups.setdefault((r.rule, reason), []).append(r)
     rows = []
     for (rule_id, reason), results in sorted(groups.items(),
                                              key=lambda kv: (rule_key(kv[0][0], order), kv[0][1])):
         results.sort(key=lambda r: (r.cluster.casefold(),) + result_key(r, order))
-        where = [_where(r) for r in results]
         rows.append({"rule": one_line(rule_id),
                      "anchor": _anchor("rule", rule_id) if rule_id in report.rules else None,
                      "reason": reason, "count": len(results),
-                     "where": ", ".join(where[:SKIP_WHERE_LIMIT]),
-                     "more": max(len(where) - SKIP_WHERE_LIMIT, 0)})
+                     "where": ", ".join(_where(r) for r in results[:SKIP_WHERE_LIMIT]),
+                     "more": max(len(results) - SKIP_WHERE_LIMIT, 0)})
     return rows
 
 

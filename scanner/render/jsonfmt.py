@@ -5,6 +5,7 @@ Named ``jsonfmt`` so that nothing in this package can shadow the standard ``json
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Mapping
 from collections.abc import Set as AbstractSet
@@ -54,10 +55,11 @@ def _value_encoder() -> Callable[[Any], str]:
     return encode
 
 
-# The last report rendered and its bytes: the HTML footer and the mail carry the JSON's SHA-256,
-# so one scan asks for the same (large) document up to three times. (A strong reference: the
-# report is frozen with slots, so it cannot be weakly referenced; it is the live scan anyway.)
-_last: tuple[ScanReport, bytes] | None = None
+# The last report rendered, its bytes and their SHA-256 (once asked): the HTML report (twice) and
+# the mail carry the JSON's SHA-256, so one scan asks for the same (large) document and its hash
+# several times. (A strong reference: the report is frozen with slots, so it cannot be weakly
+# referenced; it is the live scan anyway.)
+_last: tuple[ScanReport, bytes, list[str]] | None = None
 
 
 def render_json(report: ScanReport) -> bytes:
@@ -70,24 +72,49 @@ def render_json(report: ScanReport) -> bytes:
     if _last is not None and _last[0] is report:
         return _last[1]
     data = _render(report)
-    _last = (report, data)
+    _last = (report, data, [])
     return data
 
 
+def render_json_sha256(report: ScanReport) -> str:
+    """The SHA-256 of :func:`render_json`'s document, hashed once per document."""
+    data = render_json(report)
+    last = _last
+    if last is None or last[1] is not data:     # another document was rendered meanwhile
+        return hashlib.sha256(data).hexdigest()
+    if not last[2]:
+        last[2].append(hashlib.sha256(data).hexdigest())
+    return last[2][0]
+
+
+#: Results encoded to UTF-8 at a time: the document is built from bytes of this many results, so
+#: that it is held about twice (pieces and the whole), not four times as text, lines and bytes.
+RESULTS_PER_PIECE = 2000
+
+
 def _render(report: ScanReport) -> bytes:
-    out: list[str] = []
+    out: list[bytes] = []
+
+    def put(text: str) -> None:
+        # A lone surrogate (from a badly decoded name) cannot be encoded: replace, never crash.
+        out.append(text.encode("utf-8", errors="replace"))
+
     for key, value in report.to_dict(results=False).items():
-        out.append(",\n  " if out else "{\n  ")
-        if key == "results" and report.results:
+        put(",\n  " if out else "{\n  ")
+        results = report.results
+        if key == "results" and results:
             # One compact line per result (diff and grep find one result per line).
             encode = _value_encoder()
-            out += ['"results": [\n    ', ",\n    ".join([result_line(r, encode) for r in report.results]), "\n  ]"]
+            put('"results": [\n    ')
+            for start in range(0, len(results), RESULTS_PER_PIECE):
+                lines = [result_line(r, encode) for r in results[start:start + RESULTS_PER_PIECE]]
+                put((",\n    " if start else "") + ",\n    ".join(lines))
+            put("\n  ]")
         else:
             body = json.dumps(value, indent=2, ensure_ascii=False, default=_fallback).replace("\n", "\n  ")
-            out += [json.dumps(key), ": ", body]
-    out.append("\n}\n")
-    # A lone surrogate (from a badly decoded name) cannot be encoded: replace, never crash.
-    return "".join(out).encode("utf-8", errors="replace")
+            put(f"{json.dumps(key)}: {body}")
+    put("\n}\n")
+    return b"".join(out)
 
 
 def result_line(r: Result, encode: Callable[[Any], str] = _ENCODER.encode) -> str:

@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import pytest
 
-from scanner.model import Severity, Status, Target
+from scanner.model import ClusterInfo, Result, ScanReport, Severity, Status, Target
 from scanner.render._common import (
     clean,
+    cluster_names,
     display_time,
     duration_seconds,
     finding_key,
+    group_by_cluster,
     one_line,
     rule_key,
     target_label,
     utc_naive,
 )
 
-from .conftest import RULES, result
+from .conftest import RULES, result, scan_info
 
 
 @pytest.mark.parametrize(("raw", "expected"), [
@@ -71,3 +73,35 @@ def test_findings_most_severe_first_failures_before_errors() -> None:
     ordered = sorted(rs, key=lambda r: finding_key(r, order))
     assert [r.rule for r in ordered] == ["LM001", "LM004", "HOST001", "HOST005"]
     assert ordered[0].severity is Severity.CRITICAL
+
+
+# ----------------------------------------------------------------------------- grouping by cluster
+# The helpers fold case once per run of one cluster name; these hold them to the per-result
+# definition, with two spellings of one cluster interleaved (a hand-built or merged report).
+
+def _interleaved() -> ScanReport:
+    names = ["HVCLU01", "hvclu01", "HVCLU02", "HvClu01", "HVCLU02", "HVCLU03", "HVCLU03"]
+    statuses = [Status.PASS, Status.ERROR, Status.PASS, Status.FAIL, Status.ERROR, Status.PASS, Status.ERROR]
+    results = tuple(result("LM001", statuses[i % 7], names[i % 7], "network", f"N{i}", id=f"id-{i}")
+                    for i in range(21))
+    clusters = (ClusterInfo("hvclu02", "Microsoft Windows Server 2022 Datacenter", ()),)
+    return ScanReport(scan=scan_info(), clusters=clusters, results=results, rules=RULES)
+
+
+def test_group_by_cluster_keeps_each_clusters_results_in_order_across_spellings() -> None:
+    report = _interleaved()
+    expected: dict[str, list[Result]] = {}
+    for r in report.results:
+        expected.setdefault(r.cluster.casefold(), []).append(r)
+    got = group_by_cluster(iter(report.results))
+    assert got == expected and list(got) == ["hvclu01", "hvclu02", "hvclu03"]
+
+
+def test_cluster_names_keep_the_first_spelling_in_report_order() -> None:
+    assert cluster_names(_interleaved()) == ["hvclu02", "HVCLU01", "HVCLU03"]
+
+
+def test_cluster_verdicts_over_interleaved_spellings() -> None:
+    report = _interleaved()
+    assert [report.cluster_verdict(n) for n in ("hvCLU01", "HVCLU02", "hvclu03", "HVCLU04")] == [
+        Status.FAIL, Status.ERROR, Status.ERROR, Status.PASS]

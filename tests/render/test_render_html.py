@@ -312,3 +312,18 @@ def test_nodes_with_and_without_time_zone_mix(sample_report: ScanReport) -> None
     report = replace(sample_report, clusters=(replace(c, nodes=nodes),) + sample_report.clusters[1:])
     text = _text(render_html(report))
     assert "2026-11-26 01:00 " in text  # the earliest: 03:30+02:00 is 01:30 UTC
+
+
+def test_skipped_results_are_one_row_per_rule_and_reason_naming_the_first_places() -> None:
+    from scanner.render._common import result_key, rule_order
+    from scanner.render.html import SKIP_WHERE_LIMIT, _skipped
+
+    big = build_big(30)
+    report = replace(big, results=big.results[::-1])          # reversed: the rows sort them again
+    rows = _skipped(report, rule_order(report))
+    skips = sorted((r for r in report.results if r.status is Status.SKIP),
+                   key=lambda r: (r.cluster.casefold(),) + result_key(r, rule_order(report)))
+    assert rows == [{"rule": "LM012", "anchor": "rule-LM012", "reason": "Network ATC is not in use.",
+                     "count": 30, "where": ", ".join(r.cluster for r in skips[:SKIP_WHERE_LIMIT]),
+                     "more": 30 - SKIP_WHERE_LIMIT}]
+    assert rows[0]["where"].startswith("HVC001, HVC002, ")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from collections.abc import Callable
@@ -16,7 +17,7 @@ from hypothesis import strategies as st
 
 from scanner.actions import SetLMList
 from scanner.model import Change, Result, ScanReport, Severity, Status, Target
-from scanner.render.jsonfmt import _fallback, _value_encoder, render_json, result_line
+from scanner.render.jsonfmt import _fallback, _value_encoder, render_json, render_json_sha256, result_line
 
 from .conftest import HOSTILE_NAME, build_big, build_empty, build_sample
 
@@ -170,3 +171,21 @@ def test_summary_is_counted_once_and_handed_out_as_a_copy(sample_report: ScanRep
     assert sum(fewer.summary.values()) == 1
     assert sample_report.to_dict(results=False)["results"] == []
     assert sample_report.to_dict(results=False)["summary"] == sample_report.summary
+
+
+def test_the_sha256_is_of_the_document_and_follows_the_report(sample_report: ScanReport,
+                                                              hostile_report: ScanReport) -> None:
+    first = render_json_sha256(sample_report)
+    assert first == hashlib.sha256(render_json(sample_report)).hexdigest()
+    assert render_json_sha256(sample_report) == first
+    assert render_json_sha256(hostile_report) == hashlib.sha256(render_json(hostile_report)).hexdigest() != first
+    assert render_json_sha256(sample_report) == first
+
+
+@pytest.mark.parametrize("per_piece", [1, 3, 1000])
+def test_pieces_of_results_join_into_the_same_document(per_piece: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    from scanner.render import jsonfmt
+
+    monkeypatch.setattr(jsonfmt, "RESULTS_PER_PIECE", per_piece)
+    report = build_sample(hostile=True)
+    assert render_json(report) == _reference(report)
