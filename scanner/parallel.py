@@ -5,17 +5,17 @@ rendering the JUnit report beside the others. One interpreter uses one core, so 
 forks one child (POSIX ``fork``: the child starts with the loaded rules and policy, nothing is
 pickled on the way in) and splits the work:
 
-- scan: the parent reads the first half of the snapshot files and the child the second half (cut
-  at a folder boundary, as ``collect --save-dir`` writes one folder per cluster); each evaluates
-  the clusters whose every file it read, and the child sends back only its results. A cluster
-  whose files fall on both sides, a snapshot without a cluster name, or a node with two
-  snapshots is read again by the parent, so grouping and every error are exactly those of one
-  process; if the child fails in any way the parent does the whole scan itself.
+- scan: the snapshot folders are dealt out between the parent and the child (``collect
+  --save-dir`` writes one folder per cluster); each reads its share and evaluates the clusters
+  whose every file it read, and the child sends back only its results. A cluster whose files
+  fall on both sides, or a node with two snapshots, is read again whole by the parent, so the
+  grouping and every error are exactly those of one process; a snapshot that names no cluster,
+  or a child that fails in any way, makes the parent do the whole scan itself.
 - reports: the child renders the JUnit report while the parent renders the others.
 
 The answer is byte for byte what one process gives (tests compare them). Only Linux forks here
-(elsewhere ``fork`` is missing or unsafe) and only when the process has no other thread.
-``LMSCAN_PROCESSES=1`` turns it off.
+(elsewhere ``fork`` is missing or unsafe), only when the process has no other thread, and only
+when a second core is idle (see ``second_process``); ``LMSCAN_PROCESSES`` overrides that.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import pickle
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from multiprocessing.connection import Connection, Pipe
@@ -42,6 +43,8 @@ if TYPE_CHECKING:
 #: Below this many snapshot files (or results, for the reports) a second process costs more than it saves.
 MIN_FILES = 48
 MIN_RESULTS = 5000
+#: Fork only when at least this many usable cores are idle (the parent's own is idle while it looks).
+IDLE_CORES = 1.5
 #: The parent's share of the snapshot bytes (it also unpacks the child's results and merges).
 PARENT_SHARE = 0.47
 #: The report the child renders: the costliest, so the parent's share (HTML, JSON, ...) runs beside it.
@@ -49,19 +52,53 @@ CHILD_FORMAT = "junit"
 
 
 def second_process() -> bool:
-    """May this process fork a helper? Linux, two usable cores, no thread, not turned off."""
-    if os.environ.get("LMSCAN_PROCESSES", "").strip() == "1":
+    """Fork a helper now? Linux, no other thread, and (unless forced) a second core that is idle.
+
+    ``LMSCAN_PROCESSES``: ``1`` never, ``2`` whenever it can, ``auto`` (or unset) when two of the
+    cores lmscan may use are idle right now. A second process on a busy machine only adds its
+    overhead (it gets no more CPU time: the scheduler shares it out by session or service), so
+    a scan beside another CPU-bound job stays in one process.
+    """
+    wanted = mode()
+    if wanted == "1" or not sys.platform.startswith("linux") or threading.active_count() != 1:
         return False
-    if not sys.platform.startswith("linux") or threading.active_count() != 1:
-        return False
+    return wanted == "2" or idle_cores() >= IDLE_CORES
+
+
+def mode() -> str:
+    """``$LMSCAN_PROCESSES``: 1, 2 or auto (the default); anything else is bad input."""
+    wanted = os.environ.get("LMSCAN_PROCESSES", "").strip().casefold() or "auto"
+    if wanted not in ("1", "2", "auto"):
+        raise InputError("LMSCAN_PROCESSES", f"expected 1, 2 or auto, found {wanted!r}")
+    return wanted
+
+
+def idle_cores(interval: float = 0.1) -> float:
+    """How many of the cores this process may use were idle over the last ``interval`` seconds."""
     try:
-        return len(os.sched_getaffinity(0)) >= 2
-    except OSError:
-        return False
+        usable = len(os.sched_getaffinity(0))
+        before = _cpu_times()
+        time.sleep(interval)
+        after = _cpu_times()
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    busy, idle = after[0] - before[0], after[1] - before[1]
+    if busy + idle <= 0:
+        return 0.0
+    return min(usable, idle / (busy + idle) * (os.cpu_count() or 1))
+
+
+def _cpu_times() -> tuple[int, int]:
+    """(busy, idle) clock ticks of all CPUs since boot, from the first line of /proc/stat."""
+    with open("/proc/stat", encoding="ascii") as stat:
+        ticks = [int(x) for x in stat.readline().split()[1:9]]   # user nice system idle iowait irq softirq steal
+    idle = ticks[3] + ticks[4]
+    return sum(ticks) - idle, idle
 
 
 class ChildFailed(Exception):
-    """The child ended without its answer; the parent does the child's share itself."""
+    """Two processes cannot give the answer (the child failed, or a case needs every file in one
+    place): the caller does the work in one process."""
 
 
 @contextmanager
@@ -129,20 +166,45 @@ def render_all(report: ScanReport, formats: Sequence[str]) -> dict[str, bytes]:
 
 # -------------------------------------------------------------------------------------- scan
 
-def split_point(files: Sequence[Path]) -> int:
-    """Where the child's share starts: the folder boundary nearest to an even split of the bytes.
-
-    Bytes, not files: a 2008 R2 cluster's snapshots carry every VM resource and take several
-    times longer per file. The parent's share is a little smaller (PARENT_SHARE), since it also
-    takes in the child's results. Without a folder boundary near there, the split falls inside
-    a cluster, which the parent then reads whole.
-    """
+def _sizes(files: Sequence[Path]) -> list[int]:
     sizes = []
     for f in files:
         try:
             sizes.append(f.stat().st_size)
         except OSError:
             sizes.append(0)          # reading it will say what is wrong, in file order
+    return sizes
+
+
+def shares(files: Sequence[Path]) -> tuple[list[int], list[int]]:
+    """The file indices the parent and the child read, each in file order.
+
+    Whole folders (``collect --save-dir`` writes one per cluster), dealt out in order to
+    whichever side has the fewer bytes so far, so that neighbours alike (the 2008 R2 clusters of
+    a site, whose files carry every VM resource) land on both sides. Bytes, not files, since
+    reading costs by the byte; the parent takes a little less (PARENT_SHARE) as it also takes in
+    the child's results. With fewer than four folders the files are cut once, at the folder
+    boundary nearest that share, or inside a cluster, which the parent then reads whole.
+    """
+    sizes = _sizes(files)
+    folders: dict[Path, list[int]] = {}
+    for index, f in enumerate(files):
+        folders.setdefault(f.parent, []).append(index)
+    if len(folders) >= 4:
+        ours: list[int] = []
+        theirs: list[int] = []
+        load = [0.0, 0.0]
+        for indices in folders.values():
+            size = sum(sizes[i] for i in indices)
+            side = 0 if load[0] / PARENT_SHARE <= load[1] / (1 - PARENT_SHARE) else 1
+            (ours if side == 0 else theirs).extend(indices)
+            load[side] += size
+        return sorted(ours), sorted(theirs)
+    at = _cut(files, sizes)
+    return list(range(at)), list(range(at, len(files)))
+
+
+def _cut(files: Sequence[Path], sizes: list[int]) -> int:
     total = sum(sizes) or 1
     done, middle = 0, len(files) // 2
     for index, size in enumerate(sizes):
@@ -158,65 +220,88 @@ def split_point(files: Sequence[Path]) -> int:
     return middle
 
 
+def _key(d: NodeData) -> str | None:
+    return d.cluster_name.casefold() if d.cluster_name is not None else None
+
+
 class _Side:
-    """One process's share of the files: reduced node data in file order, grouped by cluster key."""
+    """One process's share of the files: reduced node data, by file index."""
 
     def __init__(self) -> None:
         from scanner.normalize import Reducer
 
         self.reducer = Reducer()
-        self.data: list[tuple[int, NodeData]] = []
+        self.data: dict[int, NodeData] = {}
+        self.error: tuple[int, InputError] | None = None
 
-    def read(self, files: Sequence[Path], start: int, stop: int) -> None:
+    def read(self, files: Sequence[Path], indices: Sequence[int]) -> None:
+        """Read in order; stop at the first bad file and keep its error with its place."""
         from scanner.snapshot import read_snapshot_file
 
-        for index in range(start, stop):
-            self.data.append((index, self.reducer.reduce(read_snapshot_file(files[index]))))
+        for index in indices:
+            try:
+                self.data[index] = self.reducer.reduce(read_snapshot_file(files[index]))
+            except InputError as exc:
+                self.error = (index, exc)
+                return
 
     def keys(self) -> dict[str | None, list[int]]:
         """File indices by cluster key (None: a snapshot that names no cluster)."""
         out: dict[str | None, list[int]] = {}
-        for index, d in self.data:
-            out.setdefault(d.cluster_name.casefold() if d.cluster_name is not None else None, []).append(index)
+        for index, d in self.data.items():
+            out.setdefault(_key(d), []).append(index)
         return out
 
-    def doubled(self) -> set[str]:
+    def doubled(self) -> set[str | None]:
         """Cluster keys with two snapshots of one node (that error is raised by the parent)."""
         from scanner.normalize import short_name
 
-        seen: set[tuple[str, str]] = set()
-        out: set[str] = set()
-        for _, d in self.data:
-            if d.cluster_name is None:
-                continue
-            key = (d.cluster_name.casefold(), short_name(d.name))
+        seen: set[tuple[str | None, str]] = set()
+        out: set[str | None] = set()
+        for d in self.data.values():
+            key = (_key(d), short_name(d.name))
             if key in seen:
                 out.add(key[0])
             seen.add(key)
         return out
+
+    def take(self, files: Sequence[Path], keys: set[str | None], indices: Sequence[int]) -> None:
+        """Read ``keys`` again, whole: our files and ``indices`` of theirs, in file order, as one process would."""
+        mine = [i for i, d in self.data.items() if _key(d) in keys]
+        for index in mine:
+            del self.data[index]
+        again = _Side()                            # its own Reducer: the first file of a key keeps every row
+        again.read(files, sorted([*mine, *indices]))
+        if again.error is not None:
+            raise again.error[1]
+        self.data.update(again.data)
 
     def parts(self, ruleset: RuleSet, today: _dt.date, drop: set[str | None]) -> list[Part]:
         from scanner.normalize import ClusterGrouper
         from scanner.pipeline import evaluate_clusters
 
         grouper = ClusterGrouper()
-        for _, d in self.data:
-            if (d.cluster_name.casefold() if d.cluster_name is not None else None) not in drop:
-                grouper.add_data(d)
-        self.data = []
+        for index in sorted(self.data):
+            if _key(self.data[index]) not in drop:
+                grouper.add_data(self.data[index])
+        self.data = {}
         return evaluate_clusters(ruleset, grouper.clusters(), today)
 
 
 def read_and_evaluate(ruleset: RuleSet, files: Sequence[Path], today: _dt.date) -> list[Part]:
-    """The clusters of ``files``, evaluated, in the order one process gives; uses a child process."""
-    at = split_point(files)
+    """The clusters of ``files``, evaluated, in the order one process gives; uses a child process.
+
+    Raises the InputError one process would raise first, or ChildFailed when only one process
+    can give the exact answer (the caller then scans in one process).
+    """
+    mine, theirs_files = shares(files)
     child = _Side()
 
     def work(conn: Connection) -> None:
-        try:
-            child.read(files, at, len(files))
-        except InputError as exc:
-            _send(conn, ("error", exc.source, exc.problem, exc.where))
+        child.read(files, theirs_files)
+        if child.error is not None:
+            index, exc = child.error
+            _send(conn, ("error", index, exc.source, exc.problem, exc.where))
             return
         _send(conn, ("read", child.keys(), child.doubled()))
         drop = _receive(conn)
@@ -224,19 +309,22 @@ def read_and_evaluate(ruleset: RuleSet, files: Sequence[Path], today: _dt.date) 
 
     with _child(work) as conn:
         ours = _Side()
-        ours.read(files, 0, at)                    # our error comes first in file order: it is raised here
+        ours.read(files, mine)
         reply = _receive(conn)
+        errors = [ours.error] if ours.error else []
         if reply[0] == "error":
-            raise InputError(reply[1], reply[2], reply[3])
+            errors.append((reply[1], InputError(*reply[2:])))
+        if errors:                                 # the bad file one process meets first
+            raise min(errors, key=lambda e: e[0])[1]
         theirs: dict[str | None, list[int]] = reply[1]
-        mine = ours.keys()
-        drop: set[str | None] = {k for k in theirs if k in mine} | set(reply[2])
-        if None in theirs or None in mine:         # a node without a cluster name joins by ClusterNode: see all
-            drop = set(theirs)
+        if None in theirs or None in ours.keys():
+            # A node without a cluster name joins the cluster whose ClusterNode lists it, first
+            # match in file order: that needs every file in one place.
+            raise ChildFailed("a snapshot names no cluster")
+        drop = ({k for k in theirs if k in ours.keys()} | reply[2]) & set(theirs)
         _send(conn, drop)
-        for index in sorted(i for k in drop for i in theirs[k]):
-            ours.read(files, index, index + 1)
         try:
+            ours.take(files, drop, [i for k in drop for i in theirs[k]])
             parts = ours.parts(ruleset, today, set())
         except InputError as exc:                  # which error one process meets first: let it find out
             raise ChildFailed(str(exc)) from None

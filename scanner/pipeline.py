@@ -99,6 +99,7 @@ def scan_paths(ruleset: RuleSet, paths: Sequence[Path], fail_on: str = "low",
 
     started = started or _dt.datetime.now(_dt.timezone.utc)
     today = today or started.date()
+    parallel.mode()                 # a bad LMSCAN_PROCESSES is bad input whatever the size of the scan
     files = snapshot_files([Path(p) for p in paths])
     parts: list[Part] | None = None
     if len(files) >= parallel.MIN_FILES and parallel.second_process():

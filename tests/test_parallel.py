@@ -85,7 +85,7 @@ def _same_as_one_process(snapshots: Path, monkeypatch: pytest.MonkeyPatch, forks
                          policy: Path | None = None) -> ScanReport:
     one = _scan(snapshots, "1", monkeypatch, policy)
     assert not forks
-    two = _scan(snapshots, "", monkeypatch, policy)
+    two = _scan(snapshots, "2", monkeypatch, policy)
     assert len(forks) == 1
     assert _rendered(two) == _rendered(one)
     assert two.results == one.results and two.clusters == one.clusters
@@ -107,8 +107,9 @@ def test_a_cluster_split_between_the_processes_is_read_whole(fleet: Path, tmp_pa
     for f in sorted(fleet.rglob("*.json")):
         shutil.copy(f, flat / f.name)
     files = sorted(flat.glob("*.json"))
-    at = parallel.split_point(files)
-    assert files[at - 1].name[:6] == files[at].name[:6]     # HV0002N08 | HV0002N09: one cluster on both sides
+    ours, theirs = parallel.shares(files)
+    assert ours == list(range(len(ours))) and theirs == list(range(len(ours), len(files)))   # one cut
+    assert files[ours[-1]].name[:6] == files[theirs[0]].name[:6]     # inside one cluster
     _same_as_one_process(flat, monkeypatch, forks, policy=fleet / "policy.yaml")
 
 
@@ -130,17 +131,41 @@ def test_a_bad_file_gives_the_error_one_process_gives(fleet: Path, tmp_path: Pat
     copy = tmp_path / "snapshots"
     shutil.copytree(fleet, copy)
     files = sorted(copy.rglob("*.json"))
-    at = parallel.split_point(files)
-    for index in {"parent": [3], "child": [at + 5], "both": [3, at + 5]}[where]:
+    ours, theirs = parallel.shares(files)
+    assert ours[0] == 0 and theirs[0] < ours[-1]          # folders dealt out, not cut once
+    bad = {"parent": [ours[20]], "child": [theirs[5]], "both": [ours[20], theirs[5]]}[where]
+    for index in bad:
         files[index].write_text('{"lmscan_snapshot": 1, "node": ""}', encoding="utf-8")
     errors = []
-    for processes in ("1", ""):
+    for processes in ("1", "2"):
         with pytest.raises(InputError) as caught:
             _scan(copy, processes, monkeypatch)
         errors.append(str(caught.value))
     assert errors[0] == errors[1]
-    assert str(files[3] if where != "child" else files[at + 5]) in errors[0]
+    assert str(files[min(bad)]) in errors[0]
     assert len(forks) == 1
+
+
+def test_a_cluster_in_two_folders_is_read_whole(fleet: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                forks: list[int]) -> None:
+    copy = tmp_path / "snapshots"
+    shutil.copytree(fleet, copy)
+    moved = copy / "zz-moved"                              # the last half of a cluster's nodes, elsewhere
+    moved.mkdir()
+    for folder in sorted(p for p in copy.iterdir() if p.is_dir() and p != moved):
+        half = sorted(folder.glob("*.json"))[8:]
+        for f in half:
+            f.rename(moved / f.name)
+        files = sorted(copy.rglob("*.json"))
+        ours = set(parallel.shares(files)[0])
+        side = {f.parent: i in ours for i, f in enumerate(files)}
+        if side[folder] != side[moved]:                   # the cluster's two folders went to different sides
+            break
+        for f in half:
+            (moved / f.name).rename(f)
+    else:
+        pytest.fail("no layout puts one cluster's two folders on different sides")
+    _same_as_one_process(copy, monkeypatch, forks)
 
 
 def test_two_snapshots_of_one_node_across_the_halves_are_refused_as_in_one_process(
@@ -150,7 +175,7 @@ def test_two_snapshots_of_one_node_across_the_halves_are_refused_as_in_one_proce
     first = sorted(copy.rglob("*.json"))[0]
     shutil.copy(first, copy / "zz-old-copy.json")         # sorts last: the child's half
     errors = []
-    for processes in ("1", ""):
+    for processes in ("1", "2"):
         with pytest.raises(InputError) as caught:
             _scan(copy, processes, monkeypatch)
         errors.append(str(caught.value))
@@ -175,7 +200,7 @@ def test_a_child_that_dies_leaves_the_parent_to_do_it_all(fleet: Path, monkeypat
                                                           forks: list[int]) -> None:
     expected = _rendered(_scan(fleet, "1", monkeypatch))
     _fails_in_child(monkeypatch, pipeline, "evaluate_clusters")
-    assert _rendered(_scan(fleet, "", monkeypatch)) == expected
+    assert _rendered(_scan(fleet, "2", monkeypatch)) == expected
     assert len(forks) == 1
 
 
@@ -183,7 +208,7 @@ def test_reports_rendered_beside_each_other_are_those_of_one_process(
         fleet: Path, monkeypatch: pytest.MonkeyPatch, forks: list[int]) -> None:
     report = _scan(fleet, "1", monkeypatch)
     assert len(report.results) < parallel.MIN_RESULTS
-    monkeypatch.delenv("LMSCAN_PROCESSES")
+    monkeypatch.setenv("LMSCAN_PROCESSES", "2")
     assert parallel.render_all(report, ["junit", "html"]).keys() == {"junit", "html"} and not forks   # too small
     monkeypatch.setattr(parallel, "MIN_RESULTS", 1)
     expected = _rendered(report)
@@ -197,8 +222,35 @@ def test_reports_rendered_beside_each_other_are_those_of_one_process(
 
 def test_turned_off_or_small_no_child(fleet: Path, monkeypatch: pytest.MonkeyPatch, forks: list[int]) -> None:
     _scan(fleet, "1", monkeypatch)
-    _scan(ROOT / "scanner" / "demo", "", monkeypatch)     # a handful of files: not worth a fork
+    _scan(ROOT / "scanner" / "demo", "2", monkeypatch)    # a handful of files: not worth a fork
     assert not forks
+
+
+def test_a_busy_machine_keeps_one_process(monkeypatch: pytest.MonkeyPatch, forks: list[int]) -> None:
+    """With another CPU-bound process beside it, a second process would only add its overhead."""
+    idle = parallel.idle_cores()
+    assert 0.0 <= idle <= len(os.sched_getaffinity(0))
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(len(os.sched_getaffinity(0)))]
+    try:
+        assert parallel.idle_cores(0.3) < parallel.IDLE_CORES
+        assert not parallel.second_process()
+        monkeypatch.setenv("LMSCAN_PROCESSES", "2")
+        assert parallel.second_process()                  # forced
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
+
+
+@pytest.mark.parametrize("value", ["3", "yes", "0"])
+def test_a_bad_processes_setting_is_bad_input(value: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LMSCAN_PROCESSES", value)
+    with pytest.raises(InputError, match="LMSCAN_PROCESSES: expected 1, 2 or auto"):
+        parallel.second_process()
+    proc = subprocess.run([sys.executable, "-m", "scanner", "scan", "--snapshot", "scanner/demo", "--no-history"],
+                          capture_output=True,
+                          text=True, env={**os.environ, "LMSCAN_PROCESSES": value}, cwd=ROOT, check=False, timeout=120)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "LMSCAN_PROCESSES" in proc.stderr
 
 
 def test_the_child_never_prints_what_the_parent_had_buffered(tmp_path: Path) -> None:
@@ -214,7 +266,7 @@ def test_the_child_never_prints_what_the_parent_had_buffered(tmp_path: Path) -> 
         "assert done['junit'] == FORMATS['junit'](report)\n"
         "sys.stdout.write('rendered\\n')\n"
     )
-    env = {k: v for k, v in os.environ.items() if k != "LMSCAN_PROCESSES"}
+    env = {**os.environ, "LMSCAN_PROCESSES": "2"}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT,
                           check=False, timeout=120)
     assert proc.returncode == 0, proc.stderr
@@ -223,7 +275,7 @@ def test_the_child_never_prints_what_the_parent_had_buffered(tmp_path: Path) -> 
 
 def test_the_cli_prints_its_summary_once(fleet: Path, tmp_path: Path) -> None:
     """The child never flushes what the parent had buffered, so nothing is printed twice."""
-    env = {k: v for k, v in os.environ.items() if k != "LMSCAN_PROCESSES"}
+    env = {**os.environ, "LMSCAN_PROCESSES": "2"}
     outputs = {fmt: tmp_path / f"r.{fmt}" for fmt in ("junit", "json", "html")}
     cmd = [sys.executable, "-m", "scanner", "scan", "--snapshot", str(fleet), "--no-history", "--policy", str(fleet / "policy.yaml"),
            *[a for fmt, path in outputs.items() for a in (f"--{fmt}", str(path))]]
