@@ -40,9 +40,13 @@ if TYPE_CHECKING:
     from scanner.normalize import NodeData
     from scanner.pipeline import Part, RuleSet
 
-#: Below this many snapshot files (or results, for the reports) a second process costs more than it saves.
-MIN_FILES = 48
-MIN_RESULTS = 5000
+#: Below this many snapshot files (or results, for the reports) a second process costs more than it
+#: saves: a fork, a look at the CPUs and the results sent back, against about 1 ms a file and
+#: 10 us a result of work on this project's machine.
+MIN_FILES = 200
+MIN_RESULTS = 20000
+#: How long one look at the CPUs is trusted (a scan's reports follow it within seconds).
+IDLE_TTL = 60.0
 #: Fork only when at least this many usable cores are idle (the parent's own is idle while it looks).
 IDLE_CORES = 1.5
 #: The parent's share of the snapshot bytes (it also unpacks the child's results and merges).
@@ -51,18 +55,30 @@ PARENT_SHARE = 0.47
 CHILD_FORMAT = "junit"
 
 
-def second_process() -> bool:
-    """Fork a helper now? Linux, no other thread, and (unless forced) a second core that is idle.
+def second_process(worth_it: bool) -> bool:
+    """Fork a helper now? Linux, no other thread, and a large job with a second core idle.
 
-    ``LMSCAN_PROCESSES``: ``1`` never, ``2`` whenever it can, ``auto`` (or unset) when two of the
-    cores lmscan may use are idle right now. A second process on a busy machine only adds its
-    overhead (it gets no more CPU time: the scheduler shares it out by session or service), so
-    a scan beside another CPU-bound job stays in one process.
+    ``worth_it`` says the job is large enough to repay a fork. ``LMSCAN_PROCESSES``: ``1`` never,
+    ``2`` always (when it can fork at all: for tests and measurements), ``auto`` (or unset) for
+    a job worth it when two of the cores lmscan may use are idle. A second process on a busy
+    machine only adds its overhead, since it gets no more CPU time (the scheduler shares it out
+    by session or service), so a scan beside another CPU-bound job stays in one process.
     """
     wanted = mode()
     if wanted == "1" or not sys.platform.startswith("linux") or threading.active_count() != 1:
         return False
-    return wanted == "2" or idle_cores() >= IDLE_CORES
+    return wanted == "2" or (worth_it and _idle_now() >= IDLE_CORES)
+
+
+_last_idle: tuple[float, float] | None = None     # (when, idle cores): the scan's look serves its reports
+
+
+def _idle_now() -> float:
+    global _last_idle
+    now = time.monotonic()
+    if _last_idle is None or now - _last_idle[0] > IDLE_TTL:
+        _last_idle = (now, idle_cores())
+    return _last_idle[1]
 
 
 def mode() -> str:
@@ -73,7 +89,7 @@ def mode() -> str:
     return wanted
 
 
-def idle_cores(interval: float = 0.1) -> float:
+def idle_cores(interval: float = 0.05) -> float:
     """How many of the cores this process may use were idle over the last ``interval`` seconds."""
     try:
         usable = len(os.sched_getaffinity(0))
@@ -150,7 +166,7 @@ def render_all(report: ScanReport, formats: Sequence[str]) -> dict[str, bytes]:
     from scanner.render import FORMATS
 
     wanted = list(dict.fromkeys(formats))
-    if CHILD_FORMAT in wanted and len(wanted) > 1 and len(report.results) >= MIN_RESULTS and second_process():
+    if CHILD_FORMAT in wanted and len(wanted) > 1 and second_process(len(report.results) >= MIN_RESULTS):
         def work(conn: Connection) -> None:
             conn.send_bytes(FORMATS[CHILD_FORMAT](report))
 

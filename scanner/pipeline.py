@@ -102,7 +102,7 @@ def scan_paths(ruleset: RuleSet, paths: Sequence[Path], fail_on: str = "low",
     parallel.mode()                 # a bad LMSCAN_PROCESSES is bad input whatever the size of the scan
     files = snapshot_files([Path(p) for p in paths])
     parts: list[Part] | None = None
-    if len(files) >= parallel.MIN_FILES and parallel.second_process():
+    if parallel.second_process(len(files) >= parallel.MIN_FILES):
         try:
             parts = parallel.read_and_evaluate(ruleset, files, today)
         except parallel.ChildFailed:

@@ -183,23 +183,22 @@ def test_two_snapshots_of_one_node_across_the_halves_are_refused_as_in_one_proce
     assert len(forks) == 1
 
 
-def _fails_in_child(monkeypatch: pytest.MonkeyPatch, owner: Any, name: str) -> None:
-    """Make ``owner.name`` raise in a forked child only (the parent keeps the real one)."""
+def _fails_in_child(real: Callable[..., Any]) -> Callable[..., Any]:
+    """``real``, except that it raises in a forked child (the parent keeps the real one)."""
     parent = os.getpid()
-    real: Callable[..., Any] = getattr(owner, name)
 
     def broken(*args: Any, **kwargs: Any) -> Any:
         if os.getpid() != parent:
             raise MemoryError("the child ran out of memory")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(owner, name, broken)
+    return broken
 
 
 def test_a_child_that_dies_leaves_the_parent_to_do_it_all(fleet: Path, monkeypatch: pytest.MonkeyPatch,
                                                           forks: list[int]) -> None:
     expected = _rendered(_scan(fleet, "1", monkeypatch))
-    _fails_in_child(monkeypatch, pipeline, "evaluate_clusters")
+    monkeypatch.setattr(pipeline, "evaluate_clusters", _fails_in_child(pipeline.evaluate_clusters))
     assert _rendered(_scan(fleet, "2", monkeypatch)) == expected
     assert len(forks) == 1
 
@@ -207,14 +206,14 @@ def test_a_child_that_dies_leaves_the_parent_to_do_it_all(fleet: Path, monkeypat
 def test_reports_rendered_beside_each_other_are_those_of_one_process(
         fleet: Path, monkeypatch: pytest.MonkeyPatch, forks: list[int]) -> None:
     report = _scan(fleet, "1", monkeypatch)
+    monkeypatch.setenv("LMSCAN_PROCESSES", "auto")
     assert len(report.results) < parallel.MIN_RESULTS
-    monkeypatch.setenv("LMSCAN_PROCESSES", "2")
     assert parallel.render_all(report, ["junit", "html"]).keys() == {"junit", "html"} and not forks   # too small
-    monkeypatch.setattr(parallel, "MIN_RESULTS", 1)
+    monkeypatch.setenv("LMSCAN_PROCESSES", "2")
     expected = _rendered(report)
     assert parallel.render_all(report, list(FORMATS)) == expected
     assert len(forks) == 1
-    _fails_in_child(monkeypatch, sys.modules["scanner.render.junit"], "_suite")
+    monkeypatch.setitem(FORMATS, "junit", _fails_in_child(FORMATS["junit"]))
     assert parallel.render_all(report, ["junit", "html"]) == {"junit": expected["junit"], "html": expected["html"]}
     assert len(forks) == 2
     assert list(parallel.render_all(report, ["json"])) == ["json"] and len(forks) == 2   # one report: no child
@@ -222,7 +221,8 @@ def test_reports_rendered_beside_each_other_are_those_of_one_process(
 
 def test_turned_off_or_small_no_child(fleet: Path, monkeypatch: pytest.MonkeyPatch, forks: list[int]) -> None:
     _scan(fleet, "1", monkeypatch)
-    _scan(ROOT / "scanner" / "demo", "2", monkeypatch)    # a handful of files: not worth a fork
+    assert len(list(fleet.rglob("*.json"))) < parallel.MIN_FILES
+    _scan(fleet, "auto", monkeypatch)                     # too small to repay a fork
     assert not forks
 
 
@@ -233,9 +233,10 @@ def test_a_busy_machine_keeps_one_process(monkeypatch: pytest.MonkeyPatch, forks
     hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(len(os.sched_getaffinity(0)))]
     try:
         assert parallel.idle_cores(0.3) < parallel.IDLE_CORES
-        assert not parallel.second_process()
+        monkeypatch.setattr(parallel, "_last_idle", None)
+        assert not parallel.second_process(True)
         monkeypatch.setenv("LMSCAN_PROCESSES", "2")
-        assert parallel.second_process()                  # forced
+        assert parallel.second_process(False)             # forced
     finally:
         for hog in hogs:
             hog.kill()
@@ -246,7 +247,7 @@ def test_a_busy_machine_keeps_one_process(monkeypatch: pytest.MonkeyPatch, forks
 def test_a_bad_processes_setting_is_bad_input(value: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LMSCAN_PROCESSES", value)
     with pytest.raises(InputError, match="LMSCAN_PROCESSES: expected 1, 2 or auto"):
-        parallel.second_process()
+        parallel.second_process(True)
     proc = subprocess.run([sys.executable, "-m", "scanner", "scan", "--snapshot", "scanner/demo", "--no-history"],
                           capture_output=True,
                           text=True, env={**os.environ, "LMSCAN_PROCESSES": value}, cwd=ROOT, check=False, timeout=120)
@@ -259,7 +260,6 @@ def test_the_child_never_prints_what_the_parent_had_buffered(tmp_path: Path) -> 
         "import sys\n"
         "from scanner import parallel, pipeline\n"
         "from scanner.render import FORMATS\n"
-        "parallel.MIN_RESULTS = 1\n"
         f"report = pipeline.run_scan([{str(ROOT / 'scanner' / 'demo')!r}], {str(ROOT / 'scanner' / 'demo' / 'policy.yaml')!r})\n"
         "sys.stdout.write('buffered-before-the-fork\\n')\n"
         "done = parallel.render_all(report, ['junit', 'json'])\n"
