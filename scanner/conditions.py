@@ -149,12 +149,66 @@ class PolicyRef:
     path: str
 
 
+def _predicate(op: str, value: Any) -> Callable[[Any], bool]:
+    """``OPERATORS[op].fn`` with its value bound, specialised where a literal allows.
+
+    The special cases are exactly :func:`_eq` and :func:`_in` for those values: a bool equals
+    only itself, and a string (never a bool) equals a string case-insensitively and nothing
+    else that is not a string.
+    """
+    fn = OPERATORS[op].fn
+    if op in ("eq", "ne") and isinstance(value, bool):
+        want = value
+        if op == "eq":
+            return lambda a: a is want
+        return lambda a: a is not want
+    if op in ("eq", "ne") and isinstance(value, str):
+        folded = value.casefold()
+
+        def eq(a: Any) -> bool:
+            if isinstance(a, str):
+                return a.casefold() == folded
+            return _eq(a, value)
+        return eq if op == "eq" else lambda a: not eq(a)
+    if op in ("in", "not_in") and isinstance(value, (list, tuple)) and all(isinstance(x, str) for x in value):
+        members = frozenset(x.casefold() for x in value)
+
+        def isin(a: Any) -> bool:
+            if isinstance(a, str):
+                return a.casefold() in members
+            return _in(a, value)
+        return isin if op == "in" else lambda a: not isin(a)
+    return lambda a: fn(a, value)
+
+
 @dataclass
 class Leaf(Cond):
     fact: str
     label: str
     op: str
     value: Any
+
+    def __post_init__(self) -> None:
+        # What evaluating needs that depends only on the rule (or on the rule and the policy):
+        # worked out once, not for each of the fleet's targets.
+        self._ref = self.value.path if isinstance(self.value, PolicyRef) else None
+        self._fixed = None if self._ref is not None else self._bind(self.value)
+        self._by_policy: tuple[Any, tuple[Callable[[Any], bool], str] | None] | None = None
+
+    def _bind(self, value: Any) -> tuple[Callable[[Any], bool], str]:
+        """The predicate and the expected text for a resolved ``value``."""
+        return _predicate(self.op, value), f"{self.label}: {self._phrase(value)}"
+
+    def _bound(self, view: View) -> tuple[Callable[[Any], bool], str] | None:
+        """Predicate and expected text here; None when the policy value is not set (not checked)."""
+        if self._ref is None:
+            return self._fixed
+        policy = view.ctx.policy
+        hit = self._by_policy
+        if hit is None or hit[0] is not policy:
+            resolved = policy.lookup(self._ref)
+            hit = self._by_policy = (policy, None if resolved is None else self._bind(resolved))
+        return hit[1]
 
     def _value(self, view: View) -> tuple[Any, bool]:
         if isinstance(self.value, PolicyRef):
@@ -181,20 +235,20 @@ class Leaf(Cond):
         return f"{self.label}: {self._phrase(self.value)}"
 
     def test(self, view: View) -> bool:
-        value, checked = self._value(view)
-        return not checked or OPERATORS[self.op].fn(view.get(self.fact), value)
+        bound = self._bound(view)
+        return bound is None or bound[0](view.get(self.fact))
 
     def evaluate(self, view: View) -> Outcome:
         actual = view.get(self.fact)
-        value, checked = self._value(view)
         if self.op == "same" and isinstance(actual, Mapping):
+            value, _ = self._value(view)
             return self._compare_nodes(actual, value)
+        bound = self._bound(view)
         evidence = {self.fact: _plain(actual)}
-        if not checked:
+        if bound is None:
             return Outcome(True, f"{self.label}: not checked (policy {self.value.path} is not set)",
                            f"{self.label}: {show(actual)}", evidence)
-        ok = OPERATORS[self.op].fn(actual, value)
-        return Outcome(ok, f"{self.label}: {self._phrase(value)}", f"{self.label}: {show(actual)}", evidence)
+        return Outcome(bound[0](actual), bound[1], f"{self.label}: {show(actual)}", evidence)
 
 
     def _compare_nodes(self, per_node: Mapping[str, Any], want_same: Any) -> Outcome:
@@ -310,6 +364,16 @@ class Quant(Cond):
     op: str | None = None
     number: int | None = None
 
+    def __post_init__(self) -> None:
+        self._description: tuple[Any, str] | None = None
+
+    def _expected(self, policy: Any) -> str:
+        """``describe(policy)``, worked out once per policy: it is the same for every target."""
+        hit = self._description
+        if hit is None or hit[0] is not policy:
+            hit = self._description = (policy, self.describe(policy))
+        return hit[1]
+
     def _items(self, view: View) -> list[View]:
         items = view.get(self.collection)
         if self.where is None:
@@ -343,17 +407,17 @@ class Quant(Cond):
         evidence: dict[str, Any] = {self.collection: names}
         policy = view.ctx.policy
         if self.kind == "exists":
-            return Outcome(bool(items), self.describe(policy),
+            return Outcome(bool(items), self._expected(policy),
                            f"{len(items)} found" + (f": {', '.join(names)}" if items else ""), evidence)
         if self.kind == "count":
             assert self.op is not None
             ok = OPERATORS[self.op].fn(len(items), self.number)
-            return Outcome(ok, self.describe(policy), f"{len(items)}" + (f" ({', '.join(names)})" if items else ""),
+            return Outcome(ok, self._expected(policy), f"{len(items)}" + (f" ({', '.join(names)})" if items else ""),
                            evidence)
         assert self.holds is not None
         holds = self.holds
         bad = [(item, holds.evaluate(item)) for item in items if not holds.test(item)]
-        expected = self.describe(policy)
+        expected = self._expected(policy)
         if bad:
             evidence["failing"] = {i.display(): o.actual for i, o in bad}
             actual = "; ".join(f"{i.display()}: {o.actual}" for i, o in bad)

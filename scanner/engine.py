@@ -33,12 +33,13 @@ def evaluate(rules: Sequence[Rule], clusters: Sequence[Cluster], policy: Policy,
     for cluster in clusters:
         drafts: list[tuple[Rule, _Draft]] = []
         start = len(results)
+        cv = ClusterView(cluster, policy)    # one per cluster: the rules share its facts
         for rule in rules:
             override = policy.overrides.get(rule.id, {})
             if override.get("enabled", True) is False:
                 continue
             severity = Severity(override.get("severity", rule.severity.value))
-            for item in _evaluate_rule(rule, cluster, policy):
+            for item in _evaluate_rule(rule, cv):
                 drafts.append((rule, item[2]))
                 results.append(_finish(item, severity, policy, today))
         _remediate(cluster, policy, drafts, results, start)
@@ -99,8 +100,8 @@ class _Draft:
         self.items: tuple[Any, ...] = ()        # a fact the fix needs (scanner.plan.FIX_FACTS)
 
 
-def _evaluate_rule(rule: Rule, cluster: Cluster, policy: Policy) -> list[tuple[Rule, Cluster, _Draft]]:
-    cv = ClusterView(cluster, policy)
+def _evaluate_rule(rule: Rule, cv: ClusterView) -> list[tuple[Rule, Cluster, _Draft]]:
+    cluster, policy = cv.cluster, cv.policy
     cluster_target = Target("cluster", cluster.name, None, None)
 
     def one(status: Status, message: str) -> list[tuple[Rule, Cluster, _Draft]]:
@@ -189,7 +190,7 @@ def _per_vm(rule: Rule, base: ClusterView) -> list[_Draft]:
     drafts = []
     selected_any = False
     for vm in cluster.vms:
-        cv = ClusterView(cluster, base.policy, vm)
+        cv = base.for_vm(vm)
         target = target_of(VMView(cv, vm))
         try:
             if rule.scope == "cluster":
@@ -245,27 +246,35 @@ def _judge_group(rule: Rule, cv: ClusterView, nets: list[NetworkView], target: T
     # The message speaks of the networks (the rule's own templates), one sentence each.
     message = None
     if not ok and rule.message_fail is not None:
-        message = "; ".join(_render(rule.message_fail, _context(rule, n, cv, [n], o)) for n, o in bad)
+        fail = rule.message_fail
+        message = "; ".join(_render(fail, _context(n, cv, [n], o, _names(fail))) for n, o in bad)
     elif ok and rule.message_pass is not None:
-        message = "; ".join(
-            _render(rule.message_pass, _context(rule, n, cv, [], o, rule.message_names)) for n, o in outs)
+        done = rule.message_pass
+        message = "; ".join(_render(done, _context(n, cv, [], o, _names(done))) for n, o in outs)
     assert cv.vm is not None
     return _draft(rule, VMView(cv, cv.vm), cv, target, summary, [n for n, _ in bad], message)
 
 
 def _draft(rule: Rule, view: View, cv: ClusterView, target: Target, out: Outcome, failing: list[View],
            message: str | None = None) -> _Draft:
-    ctx = _context(rule, view, cv, failing, out, None if not out.ok else rule.message_names)
     status = Status.PASS if out.ok else Status.FAIL
     tmpl = rule.message_pass if out.ok else rule.message_fail
     if message is None and tmpl is not None:
+        names = _names(tmpl) if out.ok else _names(tmpl) | _names(rule.remediation)
+        ctx = _context(view, cv, failing, out, names)
         message = _render(tmpl, ctx)
     elif message is None:
         message = (f"{view.display()}: {out.actual}" if out.ok
                    else f"{view.display()}: expected {out.expected}; found {out.actual}")
+        ctx = None
+    else:
+        ctx = None
     evidence = identity(view)
     evidence.update(out.evidence)
-    remediation = _render(rule.remediation, ctx) if not out.ok else ""
+    remediation = ""
+    if not out.ok:
+        remediation = _render(rule.remediation, ctx if ctx is not None else
+                              _context(view, cv, failing, out, _names(rule.remediation)))
     d = _Draft(target, status, message, out.expected, out.actual, evidence, remediation)
     if not out.ok and rule.fix:
         vm = cv.vm or (view.vm if isinstance(view, VMView) else None)
@@ -280,15 +289,18 @@ def _draft(rule: Rule, view: View, cv: ClusterView, target: Target, out: Outcome
     return d
 
 
-def identity(view: View) -> dict[str, Any]:
-    """Facts that identify the target, shown with every result's evidence."""
-    names = {"network": ("name", "id", "class", "role", "state", "metric", "subnets", "carries_lm", "order_position"),
+#: Facts that identify the target, per scope, shown with every result's evidence.
+_IDENTITY = {"network": ("name", "id", "class", "role", "state", "metric", "subnets", "carries_lm", "order_position"),
              "node": ("name", "state"),
              "vm": ("name", "group", "owner_node", "excluded_networks", "ordered_networks"),
              "interface": ("name", "node", "network", "state", "address"),
-             "cluster": ("name", "excluded_networks", "ordered_networks", "effective_order")}.get(view.scope, ())
+             "cluster": ("name", "excluded_networks", "ordered_networks", "effective_order")}
+
+
+def identity(view: View) -> dict[str, Any]:
+    """Facts that identify the target, shown with every result's evidence."""
     out: dict[str, Any] = {}
-    for n in names:
+    for n in _IDENTITY.get(view.scope, ()):
         try:
             out[n] = view.get(n)
         except Unavailable:
@@ -302,57 +314,88 @@ def _setting_target(cv: ClusterView, view: View) -> str:
     return PsCode(fixps.setting_target(vm.name if vm is not None else None))
 
 
-def _context(rule: Rule, view: View, cv: ClusterView, failing: list[View], out: Outcome,
-             names: frozenset[str] | None = None) -> dict[str, Any]:
-    """Template names -> read-only values; with ``names``, only those (most results render one message)."""
-    if names is not None:
-        cheap = {"target": view, "cluster": cv, "failing": failing, "outcome": out,
-                 "node": view if isinstance(view, NodeView) else None,
-                 "network": view if isinstance(view, NetworkView) else None}
-        if names <= cheap.keys():
-            return {k: readonly(cheap[k]) for k in names}
+def _names(tmpl: jinja2.Template) -> frozenset[str]:
+    """The context names a template uses (all of them for a template not compiled by the loader)."""
+    names: frozenset[str] | None = getattr(tmpl, "lmscan_names", None)
+    return _ALL_NAMES if names is None else names
 
-    def safe(fn: Callable[[], Any], default: Any) -> Any:
-        try:
-            return fn()
-        except Unavailable:
-            return default
 
+def _safe(fn: Callable[[], Any], default: Any) -> Any:
+    try:
+        return fn()
+    except Unavailable:
+        return default
+
+
+def _setting(view: View, cv: ClusterView) -> Any:
+    return view.vm.setting if isinstance(view, VMView) else _safe(cv.setting, None)
+
+
+def _set_param(cv: ClusterView, view: View, name: str) -> Callable[[Any], PsCode]:
     setting_target = _setting_target(cv, view)
-    setting = view.vm.setting if isinstance(view, VMView) else safe(cv.setting, None)
-    majority = cv.cluster.vm_majority
-    preferred = set(cv.policy.preferred)
-    names_by_id = {n.id: n.name for n in cv.cluster.networks}
 
-    def set_param(name: str) -> Callable[[Any], PsCode]:
-        def helper(ids: Any) -> PsCode:
-            return PsCode(f"{setting_target} | Set-ClusterParameter -Name {name} "
-                          f"-Value {quote(';'.join(str(i) for i in ids))}")
-        return helper
+    def helper(ids: Any) -> PsCode:
+        return PsCode(f"{setting_target} | Set-ClusterParameter -Name {name} "
+                      f"-Value {quote(';'.join(str(i) for i in ids))}")
+    return helper
+
+
+def _network_names(cv: ClusterView) -> Callable[[Any], str]:
+    names_by_id = {n.id: n.name for n in cv.cluster.networks}
 
     def network_names(ids: Any) -> str:
         return ", ".join(names_by_id.get(str(i)) or f"unknown network {i}" for i in ids) or "none"
+    return network_names
 
-    values = {
-        "target": view, "cluster": cv,
-        "node": view if isinstance(view, NodeView) else None,
-        "network": view if isinstance(view, NetworkView) else None,
-        "vm": VMView(cv, cv.vm) if cv.vm is not None else (view if isinstance(view, VMView) else None),
-        "failing": failing,
-        "failing_ids": [f.network.id for f in failing if isinstance(f, NetworkView)],
-        "exclude": list(setting.exclude) if setting else [],
-        "order": list(setting.order) if setting else [],
-        "effective_order_ids": safe(lambda: [n.id for n in cv.order()], []),
-        "preferred_ids": [n.id for n in cv.cluster.networks if cv.policy.classify(n) in preferred],
-        "majority_exclude": list(majority.exclude) if majority else [],
-        "majority_order": list(majority.order) if majority else [],
-        "policy": {"allowed": list(cv.policy.allowed), "preferred": list(cv.policy.preferred),
-                   "hosts": dict(cv.policy.hosts)},
-        "outcome": out,
-    }
-    ctx = {k: readonly(v) for k, v in values.items()}
-    ctx.update(setting_target=setting_target, set_exclude=set_param("MigrationExcludeNetworks"),
-               set_order=set_param("MigrationNetworkOrder"), network_names=network_names)
+
+def _majority(cv: ClusterView, part: str) -> list[str]:
+    majority = cv.cluster.vm_majority
+    return list(getattr(majority, part)) if majority else []
+
+
+_Values = Callable[[View, ClusterView, list[View], Outcome], Any]
+
+#: What each template name stands for. The values are made read-only (templating.readonly);
+#: the helpers (the last four) are functions templates call.
+_VALUES: dict[str, _Values] = {
+    "target": lambda view, cv, failing, out: view,
+    "cluster": lambda view, cv, failing, out: cv,
+    "node": lambda view, cv, failing, out: view if isinstance(view, NodeView) else None,
+    "network": lambda view, cv, failing, out: view if isinstance(view, NetworkView) else None,
+    "vm": lambda view, cv, failing, out: (VMView(cv, cv.vm) if cv.vm is not None
+                                          else (view if isinstance(view, VMView) else None)),
+    "failing": lambda view, cv, failing, out: failing,
+    "failing_ids": lambda view, cv, failing, out: [f.network.id for f in failing if isinstance(f, NetworkView)],
+    "exclude": lambda view, cv, failing, out: list(s.exclude) if (s := _setting(view, cv)) else [],
+    "order": lambda view, cv, failing, out: list(s.order) if (s := _setting(view, cv)) else [],
+    "effective_order_ids": lambda view, cv, failing, out: _safe(lambda: [n.id for n in cv.order()], []),
+    "preferred_ids": lambda view, cv, failing, out: [n.id for n in cv.cluster.networks
+                                                     if cv.policy.classify(n) in set(cv.policy.preferred)],
+    "majority_exclude": lambda view, cv, failing, out: _majority(cv, "exclude"),
+    "majority_order": lambda view, cv, failing, out: _majority(cv, "order"),
+    "policy": lambda view, cv, failing, out: {"allowed": list(cv.policy.allowed),
+                                              "preferred": list(cv.policy.preferred),
+                                              "hosts": dict(cv.policy.hosts)},
+    "outcome": lambda view, cv, failing, out: out,
+}
+_HELPERS: dict[str, _Values] = {
+    "setting_target": lambda view, cv, failing, out: _setting_target(cv, view),
+    "set_exclude": lambda view, cv, failing, out: _set_param(cv, view, "MigrationExcludeNetworks"),
+    "set_order": lambda view, cv, failing, out: _set_param(cv, view, "MigrationNetworkOrder"),
+    "network_names": lambda view, cv, failing, out: _network_names(cv),
+}
+_ALL_NAMES = frozenset(_VALUES) | frozenset(_HELPERS)
+
+
+def _context(view: View, cv: ClusterView, failing: list[View], out: Outcome, names: frozenset[str]) -> dict[str, Any]:
+    """Template names -> read-only values, for ``names`` only: most results render one short message."""
+    ctx: dict[str, Any] = {}
+    for name in names:
+        value = _VALUES.get(name)
+        if value is not None:
+            ctx[name] = readonly(value(view, cv, failing, out))
+        else:
+            ctx[name] = _HELPERS[name](view, cv, failing, out)
     return ctx
 
 

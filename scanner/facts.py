@@ -77,14 +77,23 @@ def attribute_facts(scope: str, target: Callable[[Any], Any], table: tuple[tuple
         fact(scope, name, label)(get)
 
 
+_MISSING: Any = object()
+
+
 class View:
-    """Base of the scope views: facts by attribute, cached per view."""
+    """Base of the scope views: facts by attribute, cached.
+
+    The cache of a view of a model object is shared by every view of that object under the same
+    :class:`ClusterView` (:meth:`ClusterView.facts_of`): each rule makes views of its own, and
+    without the sharing every rule would compute the cluster's facts again.
+    """
 
     scope = ""
+    _facts: dict[str, Fact] = {}
 
-    def __init__(self, ctx: ClusterView | None) -> None:
+    def __init__(self, ctx: ClusterView | None, cache: dict[str, Any] | None = None) -> None:
         self._ctx = ctx
-        self._cache: dict[str, Any] = {}
+        self._cache: dict[str, Any] = {} if cache is None else cache
 
     @property
     def ctx(self) -> ClusterView:
@@ -92,9 +101,10 @@ class View:
         return self._ctx
 
     def get(self, name: str) -> Any:
-        if name in self._cache:
-            return self._cache[name]
-        f = FACTS[self.scope].get(name)
+        value = self._cache.get(name, _MISSING)
+        if value is not _MISSING:
+            return value
+        f = self._facts.get(name)
         if f is None:
             raise KeyError(f"no fact {name!r} for scope {self.scope}")
         value = f.fn(self)
@@ -117,6 +127,7 @@ class ClusterView(View):
     """A cluster under one live-migration setting: the cluster-wide one, or one 2008 R2 VM's."""
 
     scope = "cluster"
+    _facts = FACTS["cluster"]
 
     def __init__(self, cluster: Cluster, policy: Policy, vm: VMResource | None = None) -> None:
         super().__init__(None)
@@ -124,12 +135,38 @@ class ClusterView(View):
         self.cluster = cluster
         self.policy = policy
         self.vm = vm
+        # Facts of the cluster's objects (by identity; the cluster keeps them alive), section
+        # states, and the view of each 2008 R2 VM's setting: all the same for every rule.
+        self._shared: dict[tuple[int, int], dict[str, Any]] = {}
+        self._states: dict[str, str] = {}
+        self._vm_views: dict[int, ClusterView] = {}
+
+    def facts_of(self, obj: object, node: object = None) -> dict[str, Any]:
+        """The fact cache of every view of ``obj`` (seen from ``node``) under this view."""
+        key = (id(obj), id(node))
+        cache = self._shared.get(key)
+        if cache is None:
+            cache = self._shared[key] = {}
+        return cache
+
+    def for_vm(self, vm: VMResource) -> ClusterView:
+        """This cluster under one 2008 R2 VM's setting (made once, then shared by the rules)."""
+        view = self._vm_views.get(id(vm))
+        if view is None:
+            view = self._vm_views[id(vm)] = ClusterView(self.cluster, self.policy, vm)
+        return view
+
+    def section_state(self, section: str) -> str:
+        state = self._states.get(section)
+        if state is None:
+            state = self._states[section] = self.cluster.section_state(section)
+        return state
 
     # -- sections -------------------------------------------------------------------------
     def need(self, *sections: str) -> None:
         """Raise :class:`Unavailable` unless every section was reported by some node."""
         for section in sections:
-            state = self.cluster.section_state(section)
+            state = self.section_state(section)
             if state != OK:
                 raise unavailable(section, state, self.cluster.section_errors.get(section, ""), self.cluster.legacy)
 
@@ -190,9 +227,10 @@ class ClusterView(View):
 
 class NetworkView(View):
     scope = "network"
+    _facts = FACTS["network"]
 
     def __init__(self, ctx: ClusterView, network: Network, node: Node | None = None) -> None:
-        super().__init__(ctx)
+        super().__init__(ctx, ctx.facts_of(network, node))
         self.network = network
         self.node = node
 
@@ -202,9 +240,10 @@ class NetworkView(View):
 
 class NodeView(View):
     scope = "node"
+    _facts = FACTS["node"]
 
     def __init__(self, ctx: ClusterView, node: Node) -> None:
-        super().__init__(ctx)
+        super().__init__(ctx, ctx.facts_of(node))
         self.node = node
 
     def need(self, section: str) -> None:
@@ -222,9 +261,10 @@ class NodeView(View):
 
 class InterfaceView(View):
     scope = "interface"
+    _facts = FACTS["interface"]
 
     def __init__(self, ctx: ClusterView, iface: Interface) -> None:
-        super().__init__(ctx)
+        super().__init__(ctx, ctx.facts_of(iface))
         self.iface = iface
 
     def display(self) -> str:
@@ -233,9 +273,10 @@ class InterfaceView(View):
 
 class VMView(View):
     scope = "vm"
+    _facts = FACTS["vm"]
 
     def __init__(self, ctx: ClusterView, vm: VMResource) -> None:
-        super().__init__(ctx)
+        super().__init__(ctx, ctx.facts_of(vm))
         self.vm = vm
 
     def display(self) -> str:
@@ -244,9 +285,10 @@ class VMView(View):
 
 class MigrationNetworkView(View):
     scope = "migration_network"
+    _facts = FACTS["migration_network"]
 
     def __init__(self, ctx: ClusterView, mn: MigrationNetwork) -> None:
-        super().__init__(ctx)
+        super().__init__(ctx, ctx.facts_of(mn))
         self.mn = mn
 
     def display(self) -> str:

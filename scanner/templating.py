@@ -187,6 +187,16 @@ class _Env(ImmutableSandboxedEnvironment):
     intercepted_binops = frozenset({"*", "**", "+", "%"})
     concat = staticmethod(_bounded_concat)
 
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        """The sandbox's ``getattr``, without its checks for the read-only wrappers: everything
+        they expose is safe (a read-only value, never a method), as the checks would find."""
+        if (obj.__class__ is TemplateView or obj.__class__ is Record) and attribute[:1] != "_":
+            try:
+                return getattr(obj, attribute)
+            except AttributeError:
+                return self.undefined(obj=obj, name=attribute)
+        return super().getattr(obj, attribute)
+
     def call_binop(self, context: jinja2.runtime.Context, operator: str, left: Any, right: Any) -> Any:
         _budget().step()
         _check_binop(operator, left, right)
@@ -252,19 +262,24 @@ def compile_template(text: str, env: _Env, known_names: frozenset[str] | set[str
         raise TemplateProblem(f"template error: {exc.message}", exc.lineno or 1) from None
     _check_ast(ast, env)
     try:
-        unknown = sorted(jinja2.meta.find_undeclared_variables(ast) - set(known_names))
+        names = frozenset(jinja2.meta.find_undeclared_variables(ast))
     except jinja2.TemplateSyntaxError as exc:
         raise TemplateProblem(f"template error: {exc.message}", exc.lineno or 1) from None
+    unknown = sorted(names - set(known_names))
     if unknown:
         raise TemplateProblem(f"template uses unknown name '{unknown[0]}' (known: {', '.join(sorted(known_names))})")
     if env is REMEDIATION:
         powershell_positions(text, env)
+    fast = fast_renderer(ast, env)
     for loop in ast.find_all(nodes.For):
         loop.iter = nodes.Filter(loop.iter, "lmscan_counted", [], [], None, None, lineno=loop.lineno)
     try:
-        return env.from_string(ast)
+        tmpl = env.from_string(ast)
     except jinja2.TemplateSyntaxError as exc:   # includes TemplateAssertionError (unknown filter, ...)
         raise TemplateProblem(f"template error: {exc.message}", exc.lineno or 1) from None
+    tmpl.lmscan_names = names   # type: ignore[attr-defined]   # the engine builds only these values
+    tmpl.lmscan_fast = fast     # type: ignore[attr-defined]
+    return tmpl
 
 
 def _check_ast(ast: nodes.Template, env: _Env) -> None:
@@ -421,6 +436,12 @@ def render(template: jinja2.Template, context: Mapping[str, Any]) -> str:
     Each render may take :data:`MAX_STEPS`; all renders of one template together
     :data:`MAX_TOTAL_STEPS`, so a pack cannot make every one of a fleet's results expensive.
     """
+    fast: _Fast | None = getattr(template, "lmscan_fast", None)
+    if fast is not None:
+        try:
+            return fast(context)
+        except _Undefined:
+            pass     # Jinja says what was undefined, in its own words
     used = getattr(template, "lmscan_steps", 0)
     left = MAX_TOTAL_STEPS - used
     budget = _Budget(MAX_STEPS) if left >= MAX_STEPS else \
@@ -435,6 +456,121 @@ def render(template: jinja2.Template, context: Mapping[str, Any]) -> str:
     finally:
         template.lmscan_steps = used + budget.steps  # type: ignore[attr-defined]
         _BUDGET.reset(token)
+
+
+# ----------------------------------------------------------------------------- the fast path
+
+_Fast = Callable[[Mapping[str, Any]], str]
+_Expr = Callable[[Mapping[str, Any]], Any]
+
+
+class _Undefined(Exception):
+    """The fast path met something undefined: Jinja renders the template instead."""
+
+
+#: Filters the fast path calls as Jinja's compiled code does: (filter name, whether it takes the eval context).
+_FAST_FILTERS = {"join": True, "length": False, "count": False}
+
+
+def fast_renderer(ast: nodes.Template, env: _Env) -> _Fast | None:
+    """A renderer for a template of text and simple ``{{ }}`` expressions, or None.
+
+    Most results render such a message (``{{ node.name }} accepts migrations ...``), and Jinja's
+    fixed cost per render (a context, a generator) is most of what they cost. The expressions
+    allowed here (names, attributes, constants, ``if``/``else``, ``not``, ``and``, ``or``, ``==``,
+    ``!=``, and the ``join`` and ``length`` filters) are evaluated as Jinja's compiled code does:
+    the same sandboxed ``getattr``, the same filter functions, ``str`` of each value, left to
+    right, and the output limit after each piece. None of them loops or calls, so the step and
+    time limits cannot bind. Anything undefined goes back to Jinja, which raises its own error.
+    """
+    if env.finalize is not None:
+        return None
+    parts: list[str | _Expr] = []
+    for stmt in ast.body:
+        if not isinstance(stmt, nodes.Output):
+            return None
+        for child in stmt.nodes:
+            if isinstance(child, nodes.TemplateData):
+                parts.append(child.data)
+                continue
+            expr = _fast_expr(child, env)
+            if expr is None:
+                return None
+            parts.append(expr)
+
+    def render(context: Mapping[str, Any]) -> str:
+        out: list[str] = []
+        n = 0
+        for part in parts:
+            text = part if isinstance(part, str) else str(part(context))
+            n += len(text)
+            if n > MAX_OUTPUT:
+                raise TemplateLimitError(f"output longer than {MAX_OUTPUT} characters")
+            out.append(text)
+        return "".join(out)
+    return render
+
+
+def _defined(value: Any) -> Any:
+    if isinstance(value, jinja2.Undefined):
+        raise _Undefined
+    return value
+
+
+def _fast_expr(node: nodes.Node, env: _Env) -> _Expr | None:
+    """``node`` as a function of the context, for the expressions :func:`fast_renderer` allows."""
+    if isinstance(node, nodes.Name) and node.ctx == "load":
+        name = node.name
+
+        def load(c: Mapping[str, Any]) -> Any:
+            if name not in c:
+                raise _Undefined
+            return _defined(c[name])
+        return load
+    if isinstance(node, nodes.Const):
+        const = node.value
+        return lambda c: const
+    if isinstance(node, nodes.Getattr) and node.ctx == "load":
+        obj = _fast_expr(node.node, env)
+        attr = node.attr
+        if obj is None:
+            return None
+        return lambda c: _defined(env.getattr(obj(c), attr))
+    if isinstance(node, nodes.CondExpr) and node.expr2 is not None:
+        test, yes, no = (_fast_expr(node.test, env), _fast_expr(node.expr1, env), _fast_expr(node.expr2, env))
+        if test is None or yes is None or no is None:
+            return None
+        return lambda c: yes(c) if test(c) else no(c)
+    if isinstance(node, nodes.Not):
+        operand = _fast_expr(node.node, env)
+        return None if operand is None else lambda c: not operand(c)
+    if isinstance(node, (nodes.And, nodes.Or)):
+        left, right = _fast_expr(node.left, env), _fast_expr(node.right, env)
+        if left is None or right is None:
+            return None
+        if isinstance(node, nodes.And):
+            return lambda c: left(c) and right(c)
+        return lambda c: left(c) or right(c)
+    if isinstance(node, nodes.Compare) and len(node.ops) == 1 and node.ops[0].op in ("eq", "ne"):
+        lhs, rhs = _fast_expr(node.expr, env), _fast_expr(node.ops[0].expr, env)
+        if lhs is None or rhs is None:
+            return None
+        if node.ops[0].op == "eq":
+            return lambda c: lhs(c) == rhs(c)
+        return lambda c: lhs(c) != rhs(c)
+    if isinstance(node, nodes.Filter) and node.name in _FAST_FILTERS and node.node is not None \
+            and not node.kwargs and node.dyn_args is None and node.dyn_kwargs is None \
+            and all(isinstance(a, nodes.Const) for a in node.args):
+        value = _fast_expr(node.node, env)
+        if value is None:
+            return None
+        fn = env.filters[node.name]
+        args = tuple(a.value for a in node.args if isinstance(a, nodes.Const))
+        if _FAST_FILTERS[node.name]:
+            eval_ctx = nodes.EvalContext(env)
+            return lambda c: fn(eval_ctx, value(c), *args)
+        return lambda c: fn(value(c), *args)
+    return None
 
 
 # ----------------------------------------------------------------------------- read-only values
