@@ -45,6 +45,8 @@ class Outcome:
 
 
 def show(value: Any) -> str:
+    if value.__class__ is str:
+        return value     # what str() below gives, first: most facts are text
     if value is None:
         return "not set"
     if isinstance(value, bool):
@@ -302,7 +304,12 @@ def differences(per_node: Mapping[str, Any]) -> dict[str, list[tuple[Any, list[s
     return out
 
 
+_SCALARS = (str, int, bool, float, type(None))
+
+
 def _plain(value: Any) -> Any:
+    if value.__class__ in _SCALARS:      # as the last line would return it, without the ABC check
+        return value
     if isinstance(value, View):
         return value.display()
     if isinstance(value, (list, tuple)):

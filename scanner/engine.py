@@ -34,14 +34,17 @@ def evaluate(rules: Sequence[Rule], clusters: Sequence[Cluster], policy: Policy,
         drafts: list[tuple[Rule, _Draft]] = []
         start = len(results)
         cv = ClusterView(cluster, policy)    # one per cluster: the rules share its facts
-        for rule in rules:
-            override = policy.overrides.get(rule.id, {})
-            if override.get("enabled", True) is False:
-                continue
-            severity = Severity(override.get("severity", rule.severity.value))
-            for item in _evaluate_rule(rule, cv):
-                drafts.append((rule, item[2]))
-                results.append(_finish(item, severity, policy, today))
+        try:
+            for rule in rules:
+                override = policy.overrides.get(rule.id, {})
+                if override.get("enabled", True) is False:
+                    continue
+                severity = Severity(override.get("severity", rule.severity.value))
+                for item in _evaluate_rule(rule, cv):
+                    drafts.append((rule, item[2]))
+                    results.append(_finish(item, severity, policy, today))
+        finally:
+            cv.release()
         _remediate(cluster, policy, drafts, results, start)
     return results
 
@@ -449,7 +452,12 @@ def _finish(item: tuple[Rule, Cluster, _Draft], severity: Severity, policy: Poli
     )
 
 
+_PLAIN = (str, int, bool, float, type(None))
+
+
 def _jsonable(value: Any) -> Any:
+    if value.__class__ in _PLAIN:       # most evidence: the exact types the checks below keep as they are
+        return value
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

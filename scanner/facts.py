@@ -131,7 +131,6 @@ class ClusterView(View):
 
     def __init__(self, cluster: Cluster, policy: Policy, vm: VMResource | None = None) -> None:
         super().__init__(None)
-        self._ctx = self
         self.cluster = cluster
         self.policy = policy
         self.vm = vm
@@ -140,6 +139,21 @@ class ClusterView(View):
         self._shared: dict[tuple[int, int], dict[str, Any]] = {}
         self._states: dict[str, str] = {}
         self._vm_views: dict[int, ClusterView] = {}
+
+    @property
+    def ctx(self) -> ClusterView:
+        return self
+
+    def release(self) -> None:
+        """Empty the caches. They and the views in them refer to each other (a view to this one,
+        this one's caches to the views); emptied, all of a cluster's views are freed at once
+        instead of being left to the cycle collector, which a large fleet keeps busy."""
+        for view in self._vm_views.values():
+            view.release()
+        for cache in self._shared.values():
+            cache.clear()
+        for mapping in (self._shared, self._vm_views, self._cache, self._states):
+            mapping.clear()
 
     def facts_of(self, obj: object, node: object = None) -> dict[str, Any]:
         """The fact cache of every view of ``obj`` (seen from ``node``) under this view."""
@@ -209,6 +223,17 @@ class ClusterView(View):
                 index.setdefault((i.network_id, short_name(i.node)), []).append(i.state)
             self._cache["_ifaces"] = index
         return index
+
+    def interfaces_of(self, node_name: str) -> list[Interface]:
+        """The cluster interfaces of one node (by short name), in cluster order; indexed once."""
+        from scanner.normalize import short_name
+        index: dict[str, list[Interface]] | None = self._cache.get("_ifaces_by_node")
+        if index is None:
+            index = {}
+            for i in self.cluster.interfaces:
+                index.setdefault(short_name(i.node), []).append(i)
+            self._cache["_ifaces_by_node"] = index
+        return index.get(short_name(node_name), [])
 
     def network_views(self, node: Node | None = None) -> list[NetworkView]:
         self.need("ClusterNetwork")
@@ -594,9 +619,8 @@ def _nd_networks(v: NodeView) -> list[NetworkView]:
 
 @fact("node", "interfaces", "this node's cluster network interfaces", collection="interface")
 def _nd_ifaces(v: NodeView) -> list[InterfaceView]:
-    from scanner.normalize import short_name
     v.ctx.need("ClusterNetworkInterface")
-    return [InterfaceView(v.ctx, i) for i in v.ctx.cluster.interfaces if short_name(i.node) == short_name(v.node.name)]
+    return [InterfaceView(v.ctx, i) for i in v.ctx.interfaces_of(v.node.name)]
 
 
 # ================================================================ interface facts
@@ -676,11 +700,12 @@ class NodeNets:
     lying in the network's subnet, or equal to the cluster interface's own address.
     """
 
-    def __init__(self, cluster: Cluster, node: Node) -> None:
+    def __init__(self, cluster: Cluster, node: Node, ifaces: list[Interface] | None = None) -> None:
         from scanner.normalize import short_name
         d = node.data
         self.node = node
-        self.ifaces = [i for i in cluster.interfaces if short_name(i.node) == short_name(node.name)]
+        self.ifaces = [i for i in cluster.interfaces if short_name(i.node) == short_name(node.name)] \
+            if ifaces is None else list(ifaces)
         self.by_guid = {i.adapter_id: i for i in self.ifaces if i.adapter_id}
         self.networks = cluster.networks
         self.adapters = d.adapters if d else ()
@@ -745,7 +770,7 @@ def _node_nets(v: View, node: Node) -> NodeNets:
     key = f"_nodenets/{node.name}"
     hit = v.ctx._cache.get(key)
     if hit is None:
-        hit = v.ctx._cache[key] = NodeNets(v.ctx.cluster, node)
+        hit = v.ctx._cache[key] = NodeNets(v.ctx.cluster, node, v.ctx.interfaces_of(node.name))
     return hit
 
 
@@ -764,12 +789,14 @@ def _settle(found: Any, problems: list[Unavailable], proven: bool) -> Any:
     if proven or not problems:
         return found
     errors = [p for p in problems if p.status is Status.ERROR]
-    raise (errors or problems)[0]
+    first = (errors or problems)[0]
+    # A new exception: raising the listed one would tie it to its traceback, whose frames hold
+    # the list (a cycle that keeps every frame's locals until the cycle collector runs).
+    raise Unavailable(first.status, first.reason)
 
 
 @fact("network", "mtu_by_node", "MTU (NetAdapter.MtuSize) of each node's adapter on the network")
 def _n_mtu(v: NetworkView) -> dict[str, int | None]:
-    from scanner.normalize import short_name
     v.ctx.need("ClusterNetworkInterface")
     if v.ctx.cluster.section_state("NetAdapter") != OK:
         v.ctx.need("NetAdapter")
@@ -777,8 +804,7 @@ def _n_mtu(v: NetworkView) -> dict[str, int | None]:
     problems: list[Unavailable] = []
     legacy = v.ctx.cluster.legacy
     for node in v.ctx.cluster.nodes:
-        ifaces = [i for i in v.ctx.cluster.interfaces
-                  if i.network_id == v.network.id and short_name(i.node) == short_name(node.name)]
+        ifaces = [i for i in v.ctx.interfaces_of(node.name) if i.network_id == v.network.id]
         if not ifaces:
             continue
         why = _node_section(node, "NetAdapter", legacy)
