@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import jinja2
 from jinja2.exceptions import SecurityError
@@ -140,24 +140,13 @@ def _targets(rule: Rule, cv: ClusterView, cluster_target: Target) -> list[_Draft
         return _per_vm(rule, cv)
     if scope == "cluster":
         return [_judge(rule, cv, cv, cluster_target)]
-    if scope == "vm":
-        if not cluster.legacy:
-            raise Unavailable(Status.SKIP, "from Windows Server 2012 on the live-migration setting is cluster-wide; "
-                                           "there are no per-VM settings to compare")
-        views: list[View] = [VMView(cv, vm) for vm in cluster.vms]
-    elif scope == "network":
-        views = list(cv.network_views())
-    elif scope == "node":
-        views = [NodeView(cv, n) for n in cluster.nodes]
-    elif scope == "interface":
-        cv.need("ClusterNetworkInterface")
-        views = [InterfaceView(cv, i) for i in cluster.interfaces]
-    else:  # pragma: no cover - the loader validates scopes
-        raise ValueError(scope)
+    if scope == "vm" and not cluster.legacy:
+        raise Unavailable(Status.SKIP, "from Windows Server 2012 on the live-migration setting is cluster-wide; "
+                                       "there are no per-VM settings to compare")
+    views = _scope_views(cv, scope)
     drafts: list[_Draft] = []
     any_selected = False
-    for view in views:
-        target = target_of(view)
+    for view, target in views:
         try:
             if isinstance(view, NodeView) and not view.node.collected:
                 any_selected = True
@@ -180,6 +169,34 @@ def _targets(rule: Rule, cv: ClusterView, cluster_target: Target) -> list[_Draft
     return drafts
 
 
+def _scope_views(cv: ClusterView, scope: str) -> list[tuple[View, Target]]:
+    """The targets of a scope with their Target values, made once per cluster view for all rules.
+
+    A view holds nothing of its own but its object (its facts are shared anyway), so the rules can
+    share it; the views a fact returns (``cluster.networks``) stay other objects, as before.
+    """
+    if scope == "network":
+        cv.need("ClusterNetwork")
+    elif scope == "interface":
+        cv.need("ClusterNetworkInterface")
+    found: list[tuple[View, Target]] | None = cv.memo.get(scope)
+    if found is None:
+        cluster = cv.cluster
+        views: list[View]
+        if scope == "vm":
+            views = [VMView(cv, vm) for vm in cluster.vms]
+        elif scope == "network":
+            views = list(cv.network_views())
+        elif scope == "node":
+            views = [NodeView(cv, n) for n in cluster.nodes]
+        elif scope == "interface":
+            views = [InterfaceView(cv, i) for i in cluster.interfaces]
+        else:  # pragma: no cover - the loader validates scopes
+            raise ValueError(scope)
+        found = cv.memo[scope] = [(v, target_of(v)) for v in views]
+    return found
+
+
 def _uncollected(view: NodeView) -> _Draft:
     return _Draft(target_of(view), Status.ERROR, f"node {view.node.name} could not be collected: {view.node.error}")
 
@@ -194,13 +211,16 @@ def _per_vm(rule: Rule, base: ClusterView) -> list[_Draft]:
     selected_any = False
     for vm in cluster.vms:
         cv = base.for_vm(vm)
-        target = target_of(VMView(cv, vm))
+        target = cv.memo.get("target")
+        if target is None:
+            target = cv.memo["target"] = target_of(VMView(cv, vm))
         try:
             if rule.scope == "cluster":
                 selected_any = True
                 drafts.append(_judge(rule, cv, cv, target))
                 continue
-            nets = [n for n in cv.network_views() if rule.select is None or rule.select.test(n)]
+            networks = cast("list[tuple[NetworkView, Target]]", _scope_views(cv, "network"))
+            nets = [n for n, _ in networks if rule.select is None or rule.select.test(n)]
             if not nets:
                 drafts.append(_Draft(target, Status.SKIP, rule.skip_message))
                 continue
@@ -302,13 +322,7 @@ _IDENTITY = {"network": ("name", "id", "class", "role", "state", "metric", "subn
 
 def identity(view: View) -> dict[str, Any]:
     """Facts that identify the target, shown with every result's evidence."""
-    out: dict[str, Any] = {}
-    for n in _IDENTITY.get(view.scope, ()):
-        try:
-            out[n] = view.get(n)
-        except Unavailable:
-            continue
-    return out
+    return dict(view.available(_IDENTITY.get(view.scope, ()), "_identity"))
 
 
 def _setting_target(cv: ClusterView, view: View) -> str:

@@ -111,6 +111,23 @@ class View:
         self._cache[name] = value
         return value
 
+    def available(self, names: tuple[str, ...], key: str) -> tuple[tuple[str, Any], ...]:
+        """``(name, value)`` of the facts among ``names`` that can be known, in that order.
+
+        Worked out once for every view of the object (``key``, not a fact name, keeps the answer
+        among its facts): the engine shows the same identifying facts with each rule's result.
+        """
+        found: tuple[tuple[str, Any], ...] | None = self._cache.get(key)
+        if found is None:
+            pairs = []
+            for name in names:
+                try:
+                    pairs.append((name, self.get(name)))
+                except Unavailable:
+                    continue
+            found = self._cache[key] = tuple(pairs)
+        return found
+
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):
             raise AttributeError(name)
@@ -139,6 +156,9 @@ class ClusterView(View):
         self._shared: dict[tuple[int, int], dict[str, Any]] = {}
         self._states: dict[str, str] = {}
         self._vm_views: dict[int, ClusterView] = {}
+        self._by_setting: dict[LMSetting, dict[tuple[int, int], dict[str, Any]]] = {}
+        #: What the engine works out once per cluster view for all its rules (the targets of a scope).
+        self.memo: dict[str, Any] = {}
 
     @property
     def ctx(self) -> ClusterView:
@@ -152,7 +172,10 @@ class ClusterView(View):
             view.release()
         for cache in self._shared.values():
             cache.clear()
-        for mapping in (self._shared, self._vm_views, self._cache, self._states):
+        for shared in self._by_setting.values():
+            for cache in shared.values():
+                cache.clear()
+        for mapping in (self._shared, self._vm_views, self._cache, self._states, self._by_setting, self.memo):
             mapping.clear()
 
     def facts_of(self, obj: object, node: object = None) -> dict[str, Any]:
@@ -168,6 +191,10 @@ class ClusterView(View):
         view = self._vm_views.get(id(vm))
         if view is None:
             view = self._vm_views[id(vm)] = ClusterView(self.cluster, self.policy, vm)
+            # The facts of the cluster's objects depend on the setting, not on which VM has it:
+            # VMs with equal settings (most VMs of a cluster) share them.
+            view._shared = self._by_setting.setdefault(vm.setting, view._shared)
+            view._states = self._states
         return view
 
     def section_state(self, section: str) -> str:
@@ -208,10 +235,11 @@ class ClusterView(View):
 
     def order(self) -> list[Network]:
         self.need("ClusterNetwork")
+        cache = self.facts_of(self.cluster)     # shared as the facts of the networks are (for_vm)
         key = "_order"
-        if key not in self._cache:
-            self._cache[key] = effective_order(self.cluster.networks, self.setting())
-        return self._cache[key]  # type: ignore[no-any-return]
+        if key not in cache:
+            cache[key] = effective_order(self.cluster.networks, self.setting())
+        return cache[key]  # type: ignore[no-any-return]
 
     def interface_states(self) -> dict[tuple[str, str], list[str]]:
         """Interface states by (network Id, node), indexed once per cluster view."""

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextvars
 import dataclasses
+import operator
 import time
 import types
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -468,6 +469,11 @@ class _Undefined(Exception):
     """The fast path met something undefined: Jinja renders the template instead."""
 
 
+#: Jinja's comparisons: its compiled code writes them as these Python operators.
+_COMPARE: dict[str, Callable[[Any, Any], Any]] = {
+    "eq": operator.eq, "ne": operator.ne, "lt": operator.lt, "lteq": operator.le, "gt": operator.gt,
+    "gteq": operator.ge, "in": lambda a, b: a in b, "notin": lambda a, b: a not in b}
+
 #: Filters the fast path calls as Jinja's compiled code does: (filter name, whether it takes the eval context).
 _FAST_FILTERS = {"join": True, "length": False, "count": False}
 
@@ -477,8 +483,8 @@ def fast_renderer(ast: nodes.Template, env: _Env) -> _Fast | None:
 
     Most results render such a message (``{{ node.name }} accepts migrations ...``), and Jinja's
     fixed cost per render (a context, a generator) is most of what they cost. The expressions
-    allowed here (names, attributes, constants, ``if``/``else``, ``not``, ``and``, ``or``, ``==``,
-    ``!=``, and the ``join`` and ``length`` filters) are evaluated as Jinja's compiled code does:
+    allowed here (names, attributes, constants, ``if``/``else``, ``not``, ``and``, ``or``, one
+    comparison, and the ``join`` and ``length`` filters) are evaluated as Jinja's compiled code does:
     the same sandboxed ``getattr``, the same filter functions, ``str`` of each value, left to
     right, and the output limit after each piece. None of them loops or calls, so the step and
     time limits cannot bind. Anything undefined goes back to Jinja, which raises its own error.
@@ -551,13 +557,12 @@ def _fast_expr(node: nodes.Node, env: _Env) -> _Expr | None:
         if isinstance(node, nodes.And):
             return lambda c: left(c) and right(c)
         return lambda c: left(c) or right(c)
-    if isinstance(node, nodes.Compare) and len(node.ops) == 1 and node.ops[0].op in ("eq", "ne"):
+    if isinstance(node, nodes.Compare) and len(node.ops) == 1 and node.ops[0].op in _COMPARE:
         lhs, rhs = _fast_expr(node.expr, env), _fast_expr(node.ops[0].expr, env)
         if lhs is None or rhs is None:
             return None
-        if node.ops[0].op == "eq":
-            return lambda c: lhs(c) == rhs(c)
-        return lambda c: lhs(c) != rhs(c)
+        compare = _COMPARE[node.ops[0].op]
+        return lambda c: compare(lhs(c), rhs(c))
     if isinstance(node, nodes.Filter) and node.name in _FAST_FILTERS and node.node is not None \
             and not node.kwargs and node.dyn_args is None and node.dyn_kwargs is None \
             and all(isinstance(a, nodes.Const) for a in node.args):

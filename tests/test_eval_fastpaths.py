@@ -65,6 +65,9 @@ FAST = [
     "{{ big }}{{ big }}",
     "{{ big }}{{ network.state }}",
     "{{ 'a' if network.missing_fact else 'b' }}",
+    "{{ s in items }} {{ s not in items }} {{ 'a' in items }} {{ n < 2 }} {{ n >= x }} {{ x > n }} {{ n <= 3 }}",
+    "{{ 'tail' if t and s not in items else '' }}",
+    "{{ none < 2 }}",
 ]
 
 
@@ -106,7 +109,7 @@ def test_fast_path_outcomes_are_the_interesting_ones(demo):
 
 @pytest.mark.parametrize("text", [
     "{% for i in items %}{{ i }}{% endfor %}", "{% if t %}x{% endif %}", "{{ s ~ 'x' }}", "{{ s.upper() }}",
-    "{{ items | sort | join(',') }}", "{{ 'a' if t }}", "{{ n + 1 }}", "{{ items[0] }}", "{{ n < 2 }}",
+    "{{ items | sort | join(',') }}", "{{ 'a' if t }}", "{{ n + 1 }}", "{{ items[0] }}", "{{ 1 < n < 5 }}",
 ])
 def test_what_the_fast_path_leaves_to_jinja(text):
     tmpl = templating.compile_template(text, templating.MESSAGES, {"items", "t", "s", "n"})
@@ -201,10 +204,18 @@ def test_views_share_facts_per_cluster_and_setting_but_stay_distinct(demo):
     assert a is not b and a._cache is b._cache
     assert templating.readonly(a) != templating.readonly(b)      # templates still tell views apart
     assert a.get("carries_lm") is b._cache["carries_lm"]
-    vm_cv = cv.for_vm(legacy.vms[0])
-    assert vm_cv is cv.for_vm(legacy.vms[0]) and vm_cv.vm is legacy.vms[0]
-    assert vm_cv.network_views()[0]._cache is not a._cache        # another VM, another setting
-    assert VMView(vm_cv, legacy.vms[0])._cache is not VMView(cv, legacy.vms[0])._cache
+    first = next(vm for vm in legacy.vms if any(x.setting == vm.setting for x in legacy.vms if x is not vm))
+    vm_cv = cv.for_vm(first)
+    assert vm_cv is cv.for_vm(first) and vm_cv.vm is first
+    assert vm_cv.network_views()[0]._cache is not a._cache        # a VM's setting, not the cluster's
+    same = [vm for vm in legacy.vms if vm.setting == first.setting and vm is not first]
+    other = [vm for vm in legacy.vms if vm.setting != first.setting]
+    assert same and other
+    assert cv.for_vm(same[0]).network_views()[0]._cache is vm_cv.network_views()[0]._cache
+    assert cv.for_vm(other[0]).network_views()[0]._cache is not vm_cv.network_views()[0]._cache
+    assert cv.for_vm(same[0]).order() is vm_cv.order()
+    assert VMView(vm_cv, first)._cache is not VMView(cv, first)._cache
+    assert VMView(vm_cv, first)._cache is not VMView(vm_cv, same[0])._cache
     fresh = ClusterView(legacy, policy).network_views()[0]
     assert fresh._cache is not a._cache
 
