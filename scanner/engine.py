@@ -49,6 +49,9 @@ def evaluate(rules: Sequence[Rule], clusters: Sequence[Cluster], policy: Policy,
     return results
 
 
+_FIXABLE = (Status.FAIL, Status.WAIVED)
+
+
 def _remediate(cluster: Cluster, policy: Policy, drafts: list[tuple[Rule, _Draft]], results: list[Result],
                start: int) -> None:
     """Attach the actions of every failure with a ``fix``, planned together for the cluster.
@@ -56,8 +59,7 @@ def _remediate(cluster: Cluster, policy: Policy, drafts: list[tuple[Rule, _Draft
     Waived findings get the text of their fix (as if they failed) but no actions: the fix script
     leaves accepted exceptions alone.
     """
-    fixable = [k for k, (rule, d) in enumerate(drafts)
-               if rule.fix and results[start + k].status in (Status.FAIL, Status.WAIVED)]
+    fixable = [k for k, (rule, d) in enumerate(drafts) if rule.fix and results[start + k].status in _FIXABLE]
     if not fixable:
         return
     failing = [k for k in fixable if results[start + k].status is Status.FAIL]
@@ -470,8 +472,15 @@ _PLAIN = (str, int, bool, float, type(None))
 
 
 def _jsonable(value: Any) -> Any:
-    if value.__class__ in _PLAIN:       # most evidence: the exact types the checks below keep as they are
+    cls = value.__class__
+    if cls in _PLAIN:       # most evidence: the exact types the checks below keep as they are
         return value
+    # Plain dicts and lists as below, without a call for each plain item in them.
+    if cls is dict:
+        return {(k if k.__class__ is str else str(k)): (v if v.__class__ in _PLAIN else _jsonable(v))
+                for k, v in value.items()}
+    if cls is list or cls is tuple:
+        return [v if v.__class__ in _PLAIN else _jsonable(v) for v in value]
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

@@ -117,7 +117,8 @@ class View:
         Worked out once for every view of the object (``key``, not a fact name, keeps the answer
         among its facts): the engine shows the same identifying facts with each rule's result.
         """
-        found: tuple[tuple[str, Any], ...] | None = self._cache.get(key)
+        answers = self._answers()
+        found: tuple[tuple[str, Any], ...] | None = answers.get(key)
         if found is None:
             pairs = []
             for name in names:
@@ -125,8 +126,12 @@ class View:
                     pairs.append((name, self.get(name)))
                 except Unavailable:
                     continue
-            found = self._cache[key] = tuple(pairs)
+            found = answers[key] = tuple(pairs)
         return found
+
+    def _answers(self) -> dict[str, Any]:
+        """Where :meth:`available` keeps its answers: with the facts they come from."""
+        return self._cache
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):
@@ -265,7 +270,9 @@ class ClusterView(View):
 
     def network_views(self, node: Node | None = None) -> list[NetworkView]:
         self.need("ClusterNetwork")
-        return [NetworkView(self, n, node) for n in self.cluster.networks]
+        if node is None:
+            return [NetworkView(self, n) for n in self.cluster.networks]
+        return [NodeNetworkView(self, n, node) for n in self.cluster.networks]
 
     def node(self, name: str) -> Node | None:
         from scanner.normalize import short_name
@@ -289,6 +296,32 @@ class NetworkView(View):
 
     def display(self) -> str:
         return self.network.name or self.network.id
+
+
+#: Network facts that depend on the node the network is seen from (``node.networks``).
+PER_NODE_FACTS = frozenset({"interface_state"})
+
+
+class NodeNetworkView(NetworkView):
+    """A network seen from one node: the facts of :data:`PER_NODE_FACTS` are this node's, the
+    others the network's own, shared with every node's view of it (one computation, not one per node)."""
+
+    def __init__(self, ctx: ClusterView, network: Network, node: Node) -> None:
+        View.__init__(self, ctx, ctx.facts_of(network))
+        self.network = network
+        self.node = node
+        self._per_node = ctx.facts_of(network, node)
+
+    def get(self, name: str) -> Any:
+        if name not in PER_NODE_FACTS:
+            return View.get(self, name)
+        value = self._per_node.get(name, _MISSING)
+        if value is _MISSING:
+            value = self._per_node[name] = self._facts[name].fn(self)
+        return value
+
+    def _answers(self) -> dict[str, Any]:
+        return self._per_node     # an answer may hold a fact of this node
 
 
 class NodeView(View):
@@ -555,7 +588,14 @@ def _net_key(n: Network) -> str:
 
 @fact("cluster", "node_network_views", "cluster networks as each node reports them")
 def _c_node_nets(v: ClusterView) -> dict[str, Any]:
-    return _per_node(v, "ClusterNetwork", lambda n: sorted(_net_key(x) for x in n.networks or ()))
+    keys: dict[int, str] = {}     # nodes that report a network alike share its record (normalize)
+
+    def key(x: Network) -> str:
+        found = keys.get(id(x))
+        if found is None:
+            found = keys[id(x)] = _net_key(x)
+        return found
+    return _per_node(v, "ClusterNetwork", lambda n: sorted(key(x) for x in n.networks or ()))
 
 
 @fact("cluster", "node_lm_settings", "cluster-wide live-migration setting as each node reports it")

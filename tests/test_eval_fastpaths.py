@@ -251,3 +251,41 @@ def test_evaluation_leaves_nothing_for_the_cycle_collector():
         if was:
             gc.enable()
     assert {r.status for r in results} >= {Status.PASS, Status.FAIL, Status.SKIP, Status.ERROR}
+
+
+def _fact_or_why(view: Any, name: str) -> Any:
+    try:
+        return ("value", str(view.get(name)))
+    except Unavailable as exc:
+        return ("unavailable", exc.status, exc.reason)
+
+
+def test_facts_shared_between_nodes_and_settings_are_the_same_as_unshared(demo):
+    """Every network fact a node's view or a VM's view takes from a shared cache is what a view of
+    its own computes: only PER_NODE_FACTS depend on the node, and only the setting on the VM."""
+    from scanner.facts import FACTS, NodeNetworkView, NodeView
+
+    policy, clusters = demo
+    for cluster in clusters:
+        cv = ClusterView(cluster, policy)
+        for node in cluster.nodes:
+            if not node.collected:
+                continue
+            shared = NodeView(cv, node)
+            try:
+                seen = shared.get("networks")
+            except Unavailable:
+                continue
+            assert seen and all(isinstance(v, NodeNetworkView) for v in seen)
+            for warm in cv.network_views():       # the network's own facts first: the node views reuse them
+                for name in FACTS["network"]:
+                    _fact_or_why(warm, name)
+            for view in seen:
+                alone = NetworkView(ClusterView(cluster, policy), view.network, node)
+                for name in FACTS["network"]:
+                    assert _fact_or_why(view, name) == _fact_or_why(alone, name), (cluster.name, node.name, name)
+        for vm in cluster.vms:
+            for view in cv.for_vm(vm).network_views():
+                alone = NetworkView(ClusterView(cluster, policy, vm), view.network)
+                for name in FACTS["network"]:
+                    assert _fact_or_why(view, name) == _fact_or_why(alone, name), (cluster.name, vm.name, name)
