@@ -10,11 +10,12 @@ be seen to stay linear. Each size runs in its own process so its peak RSS is its
 
     python benchmarks/bench_scan.py [--sizes 50,500,2000] [--workdir DIR] [--tracemalloc]
                                     [--formats json,junit] [--own-interfaces] [--memory-limit-gb N]
-                                    [--one-process-too] [--hogs N]
+                                    [--processes auto,1,2] [--hogs N]
 
-``--one-process-too`` measures every size a second time with ``LMSCAN_PROCESSES=1`` (one
-process, one core), so the two can be compared in one run; ``--hogs N`` keeps N CPU-bound
-processes running beside every measurement (the decode pass too), as on a shared machine.
+``--processes`` measures every size once per listed ``LMSCAN_PROCESSES`` value (``auto``: as
+lmscan decides; ``1``: one process, one core; ``2``: a second process whatever the load), so
+they can be compared in one run; ``--hogs N`` keeps N CPU-bound processes running beside every
+measurement (the decode pass too), as on a shared machine.
 With ``--workdir`` the generated fleets are kept there and reused by later runs; without it they
 go to a temporary directory that is removed at the end. By default every node lists every
 interface of its cluster (what Get-ClusterNetworkInterface prints), about 10 MB of memory per
@@ -126,11 +127,9 @@ def measure(folder: Path, use_tracemalloc: bool, formats: list[str] | None = Non
 
 
 def run_child(folder: Path, use_tracemalloc: bool, memory_limit_gb: float,
-              formats: list[str] | None, decode: bool = False, one_process: bool = False) -> dict[str, Any]:
+              formats: list[str] | None, decode: bool = False, processes: str = "auto") -> dict[str, Any]:
     """Measure one fleet in a fresh interpreter, under an address-space limit."""
-    env = {k: v for k, v in os.environ.items() if k != "LMSCAN_PROCESSES"}
-    if one_process:
-        env["LMSCAN_PROCESSES"] = "1"
+    env = {**os.environ, "LMSCAN_PROCESSES": processes}
     cmd = [sys.executable, str(Path(__file__).resolve()), "--decode-only" if decode else "--measure", str(folder),
            "--memory-limit-gb", str(memory_limit_gb)]
     if formats is not None:
@@ -195,8 +194,8 @@ def print_table(rows: list[tuple[dict[str, Any], dict[str, Any]]]) -> None:
             f"{total:>8.2f} {ratio} {per:>7.1f} {per / base:>7.2f} {fig['peak_rss_mb']:>11.0f} "
             f"{fig['helper_peak_rss_mb']:>9.0f} {fig['results']:>8}")
     out()
-    out("procs: auto = as lmscan runs (a second process when there is a second core and the fleet is large), "
-        "1 = LMSCAN_PROCESSES=1.")
+    out("procs: LMSCAN_PROCESSES (auto = as lmscan decides: a second process for a large fleet when a second "
+        "core is idle; 1 = one process; 2 = a second process whatever the load).")
     out("decode s: a process that only reads the same files and decodes them with orjson, run just before the "
         "scan; x decode: (scan + render) / decode (issue 11's target: at most 2.5).")
     out("ms/clu: (scan + render) per cluster; x first: that figure relative to the smallest fleet of the same "
@@ -220,8 +219,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--memory-limit-gb", type=float, default=default_memory_limit_gb(),
                     help="address-space limit of each measuring process; 0 for none")
     ap.add_argument("--formats", help="comma-separated report formats to render (default: all of FORMATS)")
-    ap.add_argument("--one-process-too", action="store_true",
-                    help="also measure each size with LMSCAN_PROCESSES=1, in the same run")
+    ap.add_argument("--processes", default="auto",
+                    help="comma-separated LMSCAN_PROCESSES values to measure each size with (auto, 1, 2)")
     ap.add_argument("--hogs", type=int, default=0, help="CPU-bound processes running beside every measurement")
     ap.add_argument("--measure", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--decode-only", type=Path, help=argparse.SUPPRESS)
@@ -245,9 +244,9 @@ def main(argv: list[str] | None = None) -> int:
             out(f"fleet of {info['clusters']} clusters ({info['files']} files, {info['bytes'] / 1e6:.0f} MB); "
                 f"measuring{f' with {args.hogs} CPU hog(s) beside' if hogs else ''} ...")
             floor = run_child(folder, False, args.memory_limit_gb, None, decode=True)
-            for one in ([False, True] if args.one_process_too else [False]):
-                fig = run_child(folder, args.tracemalloc, args.memory_limit_gb, formats, one_process=one)
-                fig["procs"] = "1" if one else "auto"
+            for procs in [p.strip() for p in args.processes.split(",") if p.strip()]:
+                fig = run_child(folder, args.tracemalloc, args.memory_limit_gb, formats, processes=procs)
+                fig["procs"] = procs
                 if "error" not in fig and "decode_s" in floor:
                     fig["decode_s"] = floor["decode_s"]
                 rows.append((info, fig))
