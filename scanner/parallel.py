@@ -294,14 +294,14 @@ class _Side:
 
     def parts(self, ruleset: RuleSet, today: _dt.date, drop: set[str | None]) -> list[Part]:
         from scanner.normalize import ClusterGrouper
-        from scanner.pipeline import evaluate_clusters
+        from scanner.pipeline import drain, evaluate_clusters
 
         grouper = ClusterGrouper()
         for index in sorted(self.data):
             if _key(self.data[index]) not in drop:
                 grouper.add_data(self.data[index])
         self.data = {}
-        return evaluate_clusters(ruleset, grouper.clusters(), today)
+        return evaluate_clusters(ruleset, drain(grouper.clusters()), today)
 
 
 def read_and_evaluate(ruleset: RuleSet, files: Sequence[Path], today: _dt.date) -> list[Part]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,12 +55,23 @@ def load_ruleset(policy_path: Path | None, rule_paths: Sequence[Path] = ()) -> R
     return RuleSet(policy=policy, packs=tuple(packs), rules=tuple(rules))
 
 
-def evaluate_clusters(ruleset: RuleSet, clusters: Sequence[Cluster], today: _dt.date) -> list[Part]:
+def evaluate_clusters(ruleset: RuleSet, clusters: Iterable[Cluster], today: _dt.date) -> list[Part]:
     """Each cluster with its results (clusters are independent: any split of them gives the same)."""
     return [(ClusterInfo(name=c.name, os=c.os,
                          nodes=tuple(NodeInfo(name=n.name, collected=n.collected, error=n.error,
                                               collected_at=n.collected_at) for n in c.nodes)),
              evaluate(ruleset.rules, [c], ruleset.policy, today=today)) for c in clusters]
+
+
+def drain(clusters: list[Cluster]) -> Iterator[Cluster]:
+    """Hand out the clusters of a list the caller no longer needs, letting go of each after it.
+
+    Evaluated so, a scan holds the snapshots' data of the clusters still to come and the results
+    of those done, never both in full (the peak is the larger of the two, not their sum).
+    """
+    clusters.reverse()
+    while clusters:
+        yield clusters.pop()
 
 
 def assemble(ruleset: RuleSet, parts: Sequence[Part], fail_on: str = "low", started: _dt.datetime | None = None,
@@ -108,7 +119,7 @@ def scan_paths(ruleset: RuleSet, paths: Sequence[Path], fail_on: str = "low",
         except parallel.ChildFailed:
             parts = None        # the child's share could not be had: one process does it all, as below
     if parts is None:
-        parts = evaluate_clusters(ruleset, read_clusters(files), today)
+        parts = evaluate_clusters(ruleset, drain(read_clusters(files)), today)
     return assemble(ruleset, parts, fail_on=fail_on, started=started, scan_id=scan_id)
 
 
