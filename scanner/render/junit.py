@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 import junit_xml
 
-from scanner.model import Change, ClusterInfo, Result, ScanReport, Status
+from scanner.model import Change, ClusterInfo, Result, ScanReport, Status, Target
 from scanner.render._common import (
     clean,
     cluster_names,
@@ -52,6 +52,7 @@ _ALLOWED = {
     "skipped": {"type", "message"},
     "property": {"name", "value"},
 }
+_COUNTED = {"failure": "failures", "error": "errors", "skipped": "skipped"}  # suite attribute per result element
 _CLASS_UNSAFE = re.compile(r"[\s./\\]+")
 # json.dumps(obj, ensure_ascii=False, default=str), compact and with indent=2, without building
 # an encoder for each of a fleet's 100,000 testcases.
@@ -66,6 +67,7 @@ def render_junit(report: ScanReport) -> bytes:
     infos = {info.name.casefold(): info for info in report.clusters}
     by_cluster = group_by_cluster(report.results)
     key = _result_key(report)
+    texts = _Texts()
     totals = {"tests": 0, "failures": 0, "errors": 0}
     # junit-xml builds one suite at a time; each is repaired and written out before the next is
     # built, so a fleet's 100,000 testcases never stand as one tree (which the garbage collector
@@ -73,7 +75,7 @@ def render_junit(report: ScanReport) -> bytes:
     suites = []
     for cluster in names:
         results = sorted(by_cluster.get(cluster.casefold(), []), key=key)
-        suite = _suite(report, cluster, classnames[cluster], results, infos.get(cluster.casefold()))
+        suite = _suite(report, cluster, classnames[cluster], results, infos.get(cluster.casefold()), texts)
         suites.append(_finish(suite, totals))
     if not suites:
         # A file without any testcase makes CI servers report "no test results"; say why.
@@ -103,6 +105,45 @@ def _result_key(report: ScanReport) -> Callable[[Result], tuple[object, ...]]:
     return key
 
 
+class _Texts:
+    """:func:`clean`, :func:`one_line` and :func:`target_label`, each worked out once per distinct text.
+
+    A fleet repeats its titles, messages, cluster, node and network names thousands of times.
+    """
+
+    def __init__(self) -> None:
+        self._cleaned: dict[str, str] = {}
+        self._lines: dict[str, str] = {}
+        self._messages: dict[str, str] = {}
+        self._labels: dict[tuple[str, str, str | None], str] = {}
+
+    def clean(self, text: str) -> str:
+        done = self._cleaned.get(text)
+        if done is None:
+            done = self._cleaned[text] = clean(text)
+        return done
+
+    def line(self, text: str) -> str:
+        done = self._lines.get(text)
+        if done is None:
+            done = self._lines[text] = one_line(text)
+        return done
+
+    def message(self, text: str) -> str:
+        """One line for a message attribute, cut to MESSAGE_LIMIT characters."""
+        done = self._messages.get(text)
+        if done is None:
+            done = self._messages[text] = one_line(text, MESSAGE_LIMIT)
+        return done
+
+    def label(self, target: Target) -> str:
+        key = (target.kind, target.name, target.node)
+        done = self._labels.get(key)
+        if done is None:
+            done = self._labels[key] = target_label(target)
+        return done
+
+
 def _classnames(clusters: Sequence[str]) -> dict[str, str]:
     """``lmscan.<cluster>`` per cluster, dots replaced; clusters that collide get a short hash."""
     base = {c: "lmscan." + (_CLASS_UNSAFE.sub("_", one_line(c)) or "_") for c in clusters}
@@ -117,7 +158,7 @@ def _classnames(clusters: Sequence[str]) -> dict[str, str]:
     return result
 
 
-def _testcase_names(results: Sequence[Result]) -> list[str]:
+def _testcase_names(results: Sequence[Result], texts: _Texts) -> list[str]:
     """``<RULE> (<severity>) <kind> <name>[ on <node>]``, unique (case-insensitively) within one classname.
 
     The severity is in every name, passing or not, so CI UIs can filter failures by it while a
@@ -125,9 +166,11 @@ def _testcase_names(results: Sequence[Result]) -> list[str]:
     A name that several results share gets the target id; if that is still not enough,
     `` #2``, `` #3`` in result-id order, so the same objects always get the same names.
     """
-    names = [one_line(f"{r.rule} ({r.severity.value}) {target_label(r.target)}") for r in results]
+    names = [texts.line(f"{r.rule} ({r.severity.value}) {texts.label(r.target)}") for r in results]
     shared = _shared(names)
-    names = [f"{n} [{one_line(r.target.id)}]" if n.casefold() in shared and r.target.id else n
+    if not shared:
+        return names
+    names = [f"{n} [{texts.line(r.target.id)}]" if n.casefold() in shared and r.target.id else n
              for n, r in zip(names, results, strict=True)]
     taken: set[str] = set()
     unique = list(names)
@@ -150,9 +193,9 @@ def _shared(names: Iterable[str]) -> set[str]:
 
 
 def _suite(report: ScanReport, cluster: str, classname: str, results: Sequence[Result],
-           info: ClusterInfo | None) -> junit_xml.TestSuite:
-    cases = [_case(report, r, classname, name)
-             for r, name in zip(results, _testcase_names(results), strict=True)]
+           info: ClusterInfo | None, texts: _Texts) -> junit_xml.TestSuite:
+    cases = [_case(report, r, classname, name, texts)
+             for r, name in zip(results, _testcase_names(results, texts), strict=True)]
     if not cases:
         # An empty suite is valid XML but CI servers then report "no tests"; say why instead.
         case = junit_xml.TestCase(name="no results", classname=classname)
@@ -216,7 +259,7 @@ def _properties(report: ScanReport, info: ClusterInfo | None) -> dict[str, str]:
     return {one_line(k): one_line(v) for k, v in props.items()}
 
 
-def _case(report: ScanReport, r: Result, classname: str, name: str) -> junit_xml.TestCase:
+def _case(report: ScanReport, r: Result, classname: str, name: str, texts: _Texts) -> junit_xml.TestCase:
     # Findings get the whole result, evidence included, indented; skips and waivers one compact
     # line of it; a pass only its message and the facts behind it. Passes are most of a fleet's
     # results, and CI servers cap report files (GitLab: 30 MB) and trim passing output anyway.
@@ -225,36 +268,36 @@ def _case(report: ScanReport, r: Result, classname: str, name: str) -> junit_xml
                                   stdout=clean(f"{r.message}\n{_json(r.evidence)}"))
     stdout = (_json_indented if r.status in (Status.FAIL, Status.ERROR) else _json)(r.to_dict())
     case = junit_xml.TestCase(name=name, classname=classname, stdout=clean(stdout))
-    body = _body(r)
+    body = _body(r, texts)
     if r.status is Status.FAIL:
         mark = f"{r.change.value.upper()} " if r.change in (Change.NEW, Change.REOPENED) else ""
         message = f"{mark}[{r.severity.value}] {r.title}: {r.message}"
         if not counts_toward_verdict(report, r):
             message = f"{message} (below --fail-on {report.scan.fail_on.value}; does not fail the scan)"
-        case.add_failure_info(message=one_line(message, MESSAGE_LIMIT), output=body,
+        case.add_failure_info(message=texts.message(message), output=body,
                               failure_type=r.severity.value)
     elif r.status is Status.ERROR:
-        case.add_error_info(message=one_line(f"Not evaluated: {r.message}", MESSAGE_LIMIT),
+        case.add_error_info(message=texts.message(f"Not evaluated: {r.message}"),
                             output=body, error_type="CollectionError")
     elif r.status is Status.SKIP:
-        case.add_skipped_info(message=one_line(f"Not applicable: {r.message}", MESSAGE_LIMIT),
+        case.add_skipped_info(message=texts.message(f"Not applicable: {r.message}"),
                               output=body)
     elif r.status is Status.WAIVED:
-        case.add_skipped_info(message=one_line(f"Waived: {r.message}", MESSAGE_LIMIT), output=body)
+        case.add_skipped_info(message=texts.message(f"Waived: {r.message}"), output=body)
     return case
 
 
-def _body(r: Result) -> str:
+def _body(r: Result, texts: _Texts) -> str:
     """The text CI servers show under a failure: what, where, expected, actual, and the fix."""
-    target = target_label(r.target) + (f" (id {one_line(r.target.id)})" if r.target.id else "")
+    target = texts.label(r.target) + (f" (id {texts.line(r.target.id)})" if r.target.id else "")
     lines = [
-        f"{r.rule} ({r.severity.value}): {one_line(r.title)}",
-        f"Cluster:  {one_line(r.cluster)}",
+        f"{r.rule} ({r.severity.value}): {texts.line(r.title)}",
+        f"Cluster:  {texts.line(r.cluster)}",
         f"Target:   {target}",
         f"Status:   {r.status.value}",
-        f"Message:  {clean(r.message)}",
-        f"Expected: {clean(r.expected)}",
-        f"Actual:   {clean(r.actual)}",
+        f"Message:  {texts.clean(r.message)}",
+        f"Expected: {texts.clean(r.expected)}",
+        f"Actual:   {texts.clean(r.actual)}",
     ]
     if r.status is Status.FAIL and r.remediation.strip():
         lines += ["", "Remediation (PowerShell):", clean(r.remediation).strip("\n")]
@@ -276,21 +319,18 @@ def _make_valid(suite: ET.Element) -> dict[str, int]:
     """Bring one suite of junit-xml's output in line with junit-10.xsd: attributes, counts, times."""
     for element in suite.iter():
         allowed = _ALLOWED.get(element.tag)
-        if allowed is not None:
+        if allowed is not None and not allowed.issuperset(element.attrib):
             for attr in [a for a in element.attrib if a not in allowed]:
                 del element.attrib[attr]
-    cases = list(suite.iter("testcase"))
-    counts = {
-        "tests": len(cases),
-        "failures": sum(1 for c in cases if c.find("failure") is not None),
-        "errors": sum(1 for c in cases if c.find("error") is not None),
-        "skipped": sum(1 for c in cases if c.find("skipped") is not None),
-    }
+    counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
+    for case in suite.iter("testcase"):
+        counts["tests"] += 1
+        for kind in {child.tag for child in case} & _COUNTED.keys():
+            counts[_COUNTED[kind]] += 1
+        case.set("time", "0.000")
     for key, value in counts.items():
         suite.set(key, str(value))
     suite.set("time", "0.000")
-    for case in cases:
-        case.set("time", "0.000")
     return counts
 
 
