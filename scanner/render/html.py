@@ -13,6 +13,7 @@ attributes with css_inline because Outlook ignores most of a ``<style>`` element
 from __future__ import annotations
 
 import functools
+import heapq
 import re
 from collections.abc import Mapping, Sequence
 from importlib import resources
@@ -354,13 +355,25 @@ def _skipped(report: ScanReport, order: Mapping[str, int]) -> list[dict[str, Any
     rows = []
     for (rule_id, reason), results in sorted(groups.items(),
                                              key=lambda kv: (rule_key(kv[0][0], order), kv[0][1])):
-        results.sort(key=lambda r: (r.cluster.casefold(),) + result_key(r, order))
         rows.append({"rule": one_line(rule_id),
                      "anchor": _anchor("rule", rule_id) if rule_id in report.rules else None,
                      "reason": reason, "count": len(results),
-                     "where": ", ".join(_where(r) for r in results[:SKIP_WHERE_LIMIT]),
+                     "where": ", ".join(_where(r) for r in _first(results, order, SKIP_WHERE_LIMIT)),
                      "more": max(len(results) - SKIP_WHERE_LIMIT, 0)})
     return rows
+
+
+def _first(results: Sequence[Result], order: Mapping[str, int], n: int) -> list[Result]:
+    """The first ``n`` of ``results`` by cluster, then :func:`result_key`.
+
+    A rule skipped on every cluster of a fleet has thousands of results and shows eight: only
+    those in the first ``n`` clusters can be among them, so only those get the full sort key.
+    """
+    folded = [r.cluster.casefold() for r in results]
+    if len(results) > n:
+        last = heapq.nsmallest(n, folded)[-1]
+        results = [r for r, cluster in zip(results, folded, strict=True) if cluster <= last]
+    return sorted(results, key=lambda r: (r.cluster.casefold(),) + result_key(r, order))[:n]
 
 
 def _where(r: Result) -> str:

@@ -327,3 +327,20 @@ def test_skipped_results_are_one_row_per_rule_and_reason_naming_the_first_places
                      "count": 30, "where": ", ".join(r.cluster for r in skips[:SKIP_WHERE_LIMIT]),
                      "more": 30 - SKIP_WHERE_LIMIT}]
     assert rows[0]["where"].startswith("HVC001, HVC002, ")
+
+
+@pytest.mark.parametrize("n", [1, 4, 8, 50])
+def test_the_first_places_are_those_of_a_full_sort(n: int) -> None:
+    import random
+
+    from scanner.render._common import result_key, rule_order
+    from scanner.render.html import _first
+
+    big = build_big(12)
+    # Node results (four per cluster, so the cut falls inside a cluster) under two spellings.
+    skips = [replace(r, cluster=r.cluster.lower() if i % 3 else r.cluster)
+             for i, r in enumerate(big.results) if r.rule == "HOST001"]
+    random.Random(n).shuffle(skips)
+    order = rule_order(big)
+    expected = sorted(skips, key=lambda r: (r.cluster.casefold(),) + result_key(r, order))[:n]
+    assert _first(skips, order, n) == expected
