@@ -93,12 +93,15 @@ def decode_only(folder: Path) -> dict[str, Any]:
 
 def measure(folder: Path, use_tracemalloc: bool, formats: list[str] | None = None) -> dict[str, Any]:
     """The child's work: one scan and every report, as the CLI does them, timed. Returns the figures."""
+    import gc
     import tracemalloc
 
+    from scanner.cli import GC_THRESHOLDS
     from scanner.parallel import render_all
     from scanner.pipeline import run_scan
     from scanner.render import FORMATS
 
+    gc.set_threshold(*GC_THRESHOLDS)             # as ``lmscan`` runs
     if use_tracemalloc:
         tracemalloc.start()
     snapshots = folder / "snapshots"

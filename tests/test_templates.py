@@ -122,7 +122,10 @@ LOOPS = "".join("{% for n" + str(i) + " in cluster.networks %}" for i in range(8
     ("{{ cluster.networks | map(attribute='name') | join('x' * 1000000) }}", "join would build"),
     ("{{ (network.name ~ 'x') * 1000000 }}", "repetition would build"),
 ])
-def test_item2_runaway_templates_stop_with_an_error_result(tmp_path, capsys, template, fragment):
+def test_item2_runaway_templates_stop_with_an_error_result(tmp_path, capsys, monkeypatch, template, fragment):
+    # The budget under test, not the clock: on a loaded machine the 2 s limit could stop the loop
+    # first (that limit has its own test below).
+    monkeypatch.setattr(templating, "MAX_SECONDS", 600.0)
     rules = pack(tmp_path, template)
     started = time.monotonic()
     code, results, err = scan(tmp_path, rules, capsys)
@@ -132,6 +135,15 @@ def test_item2_runaway_templates_stop_with_an_error_result(tmp_path, capsys, tem
     assert stopped, results
     assert all(f"rule T1: message.pass template ({rules}:9) was stopped" in r["message"] for r in stopped)
     assert any(fragment in r["message"] for r in stopped)
+
+
+def test_item2_a_slow_template_stops_at_the_time_limit(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(templating, "MAX_SECONDS", 0.0)
+    rules = pack(tmp_path, LOOPS)
+    code, results, err = scan(tmp_path, rules, capsys)
+    assert code in (1, 3), err
+    stopped = [r for r in results if r["status"] == "error"]
+    assert stopped and all("was stopped" in r["message"] and "stopped after 0 s" in r["message"] for r in stopped)
 
 
 def test_item2_loop_budget_counts_iterations():
