@@ -411,27 +411,36 @@ def _row_node(o: Mapping[str, Any]) -> str | None:
     return short_name(raw) if raw.__class__ is str else None
 
 
+InterfaceTable = tuple[tuple[Interface, ...], dict[str, tuple[Interface, ...]]]
+
+
 def parse_interfaces(section: Any, networks: Sequence[Network], only_node: str | None = None) -> tuple[Interface, ...]:
     """Interfaces as reported; with ``only_node``, just that node's rows."""
-    rows, nodes = interface_table(section, networks)
-    return own_interfaces(rows, nodes, only_node) if only_node else rows
+    table = interface_table(section, networks)
+    return own_interfaces(table, only_node) if only_node else table[0]
 
 
-def interface_table(section: Any, networks: Sequence[Network]) -> tuple[tuple[Interface, ...], tuple[str | None, ...]]:
-    """Every row parsed, and the short name of the node each row names (None when its Node is not text).
+def interface_table(section: Any, networks: Sequence[Network]) -> InterfaceTable:
+    """Every row parsed, and the rows of each node by its short name (rows whose Node is not text: none).
 
     Every node of a cluster reports the same rows: the table is parsed once per cluster (the
     memo of :func:`reduce_snapshot`) and each node picks its own rows from it.
     """
     by_name = {n.name.casefold(): n.id for n in networks}
-    objs = v.as_objects(section)
-    return tuple(_interface(o, by_name) for o in objs), tuple(_row_node(o) for o in objs)
+    rows = []
+    by_node: dict[str, list[Interface]] = {}
+    for o in v.as_objects(section):
+        row = _interface(o, by_name)
+        rows.append(row)
+        node = _row_node(o)
+        if node is not None:
+            by_node.setdefault(node, []).append(row)
+    return tuple(rows), {node: tuple(own) for node, own in by_node.items()}
 
 
-def own_interfaces(rows: Sequence[Interface], nodes: Sequence[str | None], node: str) -> tuple[Interface, ...]:
-    """The rows of ``node`` (by short name) from an :func:`interface_table`."""
-    want = short_name(node)
-    return tuple(i for i, n in zip(rows, nodes, strict=True) if n == want)
+def own_interfaces(table: InterfaceTable, node: str) -> tuple[Interface, ...]:
+    """The rows of ``node`` (compared by short name) from an :func:`interface_table`."""
+    return table[1].get(short_name(node), ())
 
 
 def parse_setting(obj: Mapping[str, Any] | None) -> LMSetting | None:
@@ -618,11 +627,15 @@ def section_states(snap: Snapshot, legacy: bool) -> tuple[dict[str, str], dict[s
         name = sec.canonical(key)
         states[name] = OK
         messages.pop(name, None)
-    for name in sec.NAMES:
-        if name not in states and sec.required(name, legacy):
+    for name in _REQUIRED[legacy]:
+        if name not in states:
             states[name] = UNREPORTED
             messages[name] = sec.not_collected_reason(name)
     return states, messages
+
+
+#: The sections a node must report, for 2012+ (False) and 2008 R2 (True), in the contract's order.
+_REQUIRED = {legacy: tuple(name for name in sec.NAMES if sec.required(name, legacy)) for legacy in (False, True)}
 
 
 def match_member(names: Iterable[str], members: Iterable[str]) -> str | None:
@@ -676,9 +689,10 @@ def reduce_snapshot(snap: Snapshot, keep_all_interfaces: bool = False,
                     memo: dict[tuple[str, str | bytes, Hashable], Any] | None = None) -> NodeData:
     """Interpret one node's snapshot. ``keep_all_interfaces`` keeps every row, not only the node's own.
 
-    ``memo`` shares parsed cluster-wide sections between the nodes of a cluster: every node
-    reports the same members, networks, interface rows (and, on 2008 R2, VM resources), so each
-    distinct section is parsed once and the nodes share the resulting objects.
+    ``memo`` shares parsed sections between the nodes of a cluster: every node reports the same
+    members, networks, interface rows, live-migration setting (on 2008 R2, VM resources), and
+    usually the same host settings, so each distinct section is parsed once and the nodes share
+    the resulting (immutable) objects.
     """
     def shared(kind: str, section: Any, parse: Callable[[Any], Any], extra: Hashable = None) -> Any:
         if memo is None:
@@ -713,10 +727,10 @@ def reduce_snapshot(snap: Snapshot, keep_all_interfaces: bool = False,
     everyone = None
     if iface_section:
         nets = networks or ()
-        rows, row_nodes = shared("interfaces", iface_section, lambda s: interface_table(s, nets),
-                                 tuple((n.name, n.id) for n in nets))
-        own = own_interfaces(rows, row_nodes, member or snap.node)
-        everyone = rows if keep_all_interfaces else None
+        table = shared("interfaces", iface_section, lambda s: interface_table(s, nets),
+                       tuple((n.name, n.id) for n in nets))
+        own = own_interfaces(table, member or snap.node)
+        everyone = table[0] if keep_all_interfaces else None
     cluster_obj = v.as_object(snap.section("Cluster"))
     intents = tuple(v.text(P(o, "IntentName")) or "(unnamed)" for o in v.as_objects(snap.section("NetIntent")))
     overrides = v.as_object(snap.section("NetIntentGlobalOverrides"))
@@ -726,11 +740,11 @@ def reduce_snapshot(snap: Snapshot, keep_all_interfaces: bool = False,
         cluster_name=snap.cluster_name(), sections=sections, errors=errors, members=members, os=os_text,
         member=member, legacy=legacy,
         networks=networks,
-        setting=parse_setting(v.as_object(snap.section("VirtualMachineResourceType")))
+        setting=shared("setting", snap.section("VirtualMachineResourceType"), lambda s: parse_setting(v.as_object(s)))
         if has("VirtualMachineResourceType") else None,
         vms=shared("vms", snap.section("VirtualMachineResource"), parse_vms) if has("VirtualMachineResource") else None,
-        host=parse_host(snap.section("VMHost")) if has("VMHost") else None,
-        migration_networks=parse_migration_networks(snap.section("VMMigrationNetwork")),
+        host=shared("host", snap.section("VMHost"), parse_host) if has("VMHost") else None,
+        migration_networks=shared("migration", snap.section("VMMigrationNetwork"), parse_migration_networks),
         interfaces=own, all_interfaces=everyone,
         max_parallel_migrations=v.as_int(P(cluster_obj, "MaximumParallelMigrations")) if cluster_obj else None,
         intents=intents,
