@@ -366,6 +366,13 @@ def _id_of(o: Mapping[str, Any], key: str) -> str:
     return x.strip().strip("{}").strip().casefold() if x.__class__ is str else v.norm_id(P(o, key))
 
 
+def _texts(value: Any) -> list[str]:
+    """The non-empty ``v.text`` of each item of ``v.as_list(value)``; a list of strings first."""
+    if value.__class__ is list and all(x.__class__ is str for x in value):
+        return [t for x in value if (t := x.strip())]
+    return [t for t in (v.text(x) for x in v.as_list(value)) if t]
+
+
 def _enum_table(names: Mapping[int, str]) -> dict[Any, str | None]:
     """What ``v.as_enum`` gives for each canonical name and each number, computed by it."""
     return {x: v.as_enum(x, names) for x in (*names, *names.values())}
@@ -394,8 +401,7 @@ def _interface(o: Mapping[str, Any], by_name: Mapping[str, str]) -> Interface:
     address = _text_of(o, "Address")
     addrs = [address] if address else []
     for key in ("Ipv4Addresses", "Ipv6Addresses"):
-        texts = (x.strip() if x.__class__ is str else v.text(x) for x in v.as_list(P(o, key)))
-        addrs += [a for a in texts if a and a not in addrs]
+        addrs += [a for a in _texts(P(o, key)) if a not in addrs]
     return Interface(
         name=_text_of(o, "Name"), node=_text_of(o, "Node"), network=net_name,
         network_id=_id_of(o, "NetworkId") or by_name.get(net_name.casefold(), ""),
@@ -509,8 +515,7 @@ def parse_smb_constraints(section: Any) -> tuple[SmbConstraint, ...]:
 
 def parse_smb_clients(section: Any) -> tuple[SmbClientInterface, ...]:
     return tuple(SmbClientInterface(index=v.as_int(P(o, "InterfaceIndex")), name=v.text(P(o, "FriendlyName")),
-                                    addresses=tuple(a for a in (v.text(x) for x in v.as_list(P(o, "IpAddresses")))
-                                                    if a))
+                                    addresses=tuple(_texts(P(o, "IpAddresses"))))
                  for o in v.as_objects(section))
 
 
@@ -518,7 +523,7 @@ def parse_delegation(section: Any) -> Delegation | None:
     o = v.as_object(section)
     if o is None:
         return None
-    return Delegation(allowed_to=tuple(t for t in (v.text(x) for x in v.as_list(P(o, "AllowedToDelegateTo"))) if t),
+    return Delegation(allowed_to=tuple(_texts(P(o, "AllowedToDelegateTo"))),
                       trusted_to_auth=v.as_bool(P(o, "TrustedToAuthForDelegation")))
 
 
