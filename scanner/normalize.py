@@ -401,6 +401,9 @@ def _interface(o: Mapping[str, Any], by_name: Mapping[str, str]) -> Interface:
     address = _text_of(o, "Address")
     addrs = [address] if address else []
     for key in ("Ipv4Addresses", "Ipv6Addresses"):
+        value = o.get(key)
+        if value.__class__ is list and (not value or value == addrs):
+            continue       # the common case ([Address] and []): it adds nothing
         addrs += [a for a in _texts(P(o, key)) if a not in addrs]
     return Interface(
         name=_text_of(o, "Name"), node=_text_of(o, "Node"), network=net_name,
@@ -686,12 +689,40 @@ def _members(section: Any) -> tuple[tuple[str, str | None], ...]:
                  for o in v.as_objects(section) if (name := _text_of(o, "Name")))
 
 
-#: How many parsed sections a :class:`Reducer` keeps: the nodes of a cluster are read one after the other.
-MEMO_SIZE = 256
+class SectionMemo:
+    """Parsed sections by exact content (:func:`section_key`), shared between the nodes of a cluster.
+
+    The nodes of a cluster are read one after the other: the last section of each kind is
+    compared first (bytes equality; hashing a 50 kB key costs more than comparing it); then the
+    last ``size`` distinct sections, for snapshots of several clusters read interleaved.
+    """
+
+    def __init__(self, size: int = 256) -> None:
+        self.size = size
+        self._last: dict[str, tuple[Hashable, Any]] = {}
+        self._parsed: dict[Hashable, Any] = {}
+
+    def __len__(self) -> int:
+        return len(self._parsed)
+
+    def get(self, kind: str, section: Any, plain_json: bool, parse: Callable[[Any], Any],
+            extra: Hashable = None) -> Any:
+        """``parse(section)``, or what it gave for an equal section of this ``kind`` and ``extra``."""
+        key = (kind, section_key(section, plain_json), extra)
+        last = self._last.get(kind)
+        if last is not None and last[0] == key:
+            return last[1]
+        if key in self._parsed:
+            value = self._parsed[key]
+        else:
+            value = self._parsed[key] = parse(section)
+            if len(self._parsed) > self.size:     # the oldest: a cluster read before this one
+                del self._parsed[next(iter(self._parsed))]
+        self._last[kind] = (key, value)
+        return value
 
 
-def reduce_snapshot(snap: Snapshot, keep_all_interfaces: bool = False,
-                    memo: dict[tuple[str, str | bytes, Hashable], Any] | None = None) -> NodeData:
+def reduce_snapshot(snap: Snapshot, keep_all_interfaces: bool = False, memo: SectionMemo | None = None) -> NodeData:
     """Interpret one node's snapshot. ``keep_all_interfaces`` keeps every row, not only the node's own.
 
     ``memo`` shares parsed sections between the nodes of a cluster: every node reports the same
@@ -700,15 +731,7 @@ def reduce_snapshot(snap: Snapshot, keep_all_interfaces: bool = False,
     the resulting (immutable) objects.
     """
     def shared(kind: str, section: Any, parse: Callable[[Any], Any], extra: Hashable = None) -> Any:
-        if memo is None:
-            return parse(section)
-        key = (kind, section_key(section, snap.plain_json), extra)
-        hit = memo.get(key)
-        if hit is None:
-            hit = memo[key] = parse(section)
-            if len(memo) > MEMO_SIZE:     # the oldest entry: a cluster read before this one
-                del memo[next(iter(memo))]
-        return hit
+        return parse(section) if memo is None else memo.get(kind, section, snap.plain_json, parse, extra)
 
     legacy = snapshot_is_legacy(snap)
     sections, errors = section_states(snap, legacy)
@@ -883,7 +906,7 @@ class Reducer:
 
     def __init__(self) -> None:
         self._seen: set[str] = set()
-        self._memo: dict[tuple[str, str | bytes, Hashable], Any] = {}
+        self._memo = SectionMemo()
 
     def reduce(self, snap: Snapshot) -> NodeData:
         cname = snap.cluster_name()

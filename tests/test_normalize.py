@@ -184,7 +184,7 @@ def test_inventory_failure_by_fqdn_or_netbios_name_lands_on_its_member():
 # --- shared parsing (the memo) and fast paths agree with the plain coercions ---------------------
 
 def test_memo_never_shares_sections_that_differ_in_type_nan_or_key_order():
-    from scanner.normalize import reduce_snapshot
+    from scanner.normalize import SectionMemo, reduce_snapshot
     base = {"Name": "LM", "Id": "l", "Role": 1, "AutoMetric": None}
     nan = {"lmscan_snapshot": 1, "node": "HV02",
            "sections": {"Cluster": {"Name": "C"}, "ClusterNetwork": [dict(base, AutoMetric=float("nan"))]}}
@@ -195,7 +195,7 @@ def test_memo_never_shares_sections_that_differ_in_type_nan_or_key_order():
         snap("HV04", ClusterNetwork=[{"Id": "l", "NAME": "a", "name": "b"}]),
         snap("HV05", ClusterNetwork=[{"Id": "l", "name": "b", "NAME": "a"}]),   # prop reads them in order
     ]
-    memo: dict = {}
+    memo = SectionMemo()
     got = [reduce_snapshot(s, memo=memo) for s in snaps]
     assert got == [reduce_snapshot(s) for s in snaps]
     assert [d.networks[0].auto_metric for d in got[:2]] == [None, True]
@@ -203,14 +203,17 @@ def test_memo_never_shares_sections_that_differ_in_type_nan_or_key_order():
     assert [d.networks[0].name for d in got[3:]] == ["a", "b"]
 
 
-def test_memo_keeps_a_bounded_number_of_sections():
-    from scanner.normalize import MEMO_SIZE, reduce_snapshot
-    memo: dict = {}
-    for i in range(MEMO_SIZE // 2):
-        nets = [{"Name": "LM", "Id": f"n{i}", "Role": 1}]
-        d = reduce_snapshot(snap(f"HV{i}", f"C{i}", ClusterNetwork=nets, ClusterNode=[{"Name": f"HV{i}"}]), memo=memo)
+def test_memo_keeps_a_bounded_number_of_sections_and_finds_interleaved_clusters():
+    from scanner.normalize import SectionMemo, reduce_snapshot
+    memo = SectionMemo(size=12)
+    nets = [[{"Name": "LM", "Id": f"n{i}", "Role": 1}] for i in range(10)]
+    for i in range(10):
+        d = reduce_snapshot(snap(f"HV{i}", f"C{i}", ClusterNetwork=nets[i], ClusterNode=[{"Name": f"HV{i}"}]), memo=memo)
         assert d.networks is not None and d.networks[0].id == f"n{i}"
-    assert len(memo) <= MEMO_SIZE
+        assert len(memo) <= 12
+    # Nodes of clusters 8 and 9 read alternately share what the first nodes of each parsed.
+    first = [reduce_snapshot(snap(f"HW{i}", f"C{i}", ClusterNetwork=nets[i]), memo=memo) for i in (8, 9, 8, 9)]
+    assert first[0].networks is first[2].networks and first[1].networks is first[3].networks
 
 
 def _reference_interfaces(section, networks, only_node=None):
@@ -241,7 +244,8 @@ def _reference_interfaces(section, networks, only_node=None):
 
 ODD = st.sampled_from([None, "", " ", 3, -1, 7, 0, "3", " 3 ", "-1", "Up", "up", " UP ", "Failed", "Weird", True,
                        False, 3.0, 2.5, "HV01", "hv01.contoso.com", " HV02 ", "HV02.x", "{ABC-D}", " {abc-d} ",
-                       ["10.0.0.1", " 10.0.0.1", None, ""], "10.0.0.1", {"Name": "HV01"}, {"Value": 3}, [1, 2]])
+                       ["10.0.0.1", " 10.0.0.1", None, ""], "10.0.0.1", ["10.0.0.1"], [" 10.0.0.1"], [],
+                       ["10.0.0.1", "10.0.0.1"], {"Name": "HV01"}, {"Value": 3}, [1, 2]])
 ROW_KEYS = st.sampled_from(["Name", "Node", "Network", "NetworkId", "Adapter", "AdapterId", "Address", "State",
                             "Ipv4Addresses", "Ipv6Addresses", "node", "STATE", "networkid"])
 
@@ -259,8 +263,8 @@ def test_interface_rows_parse_as_the_plain_coercions_do(rows, node):
 @given(st.lists(st.dictionaries(st.sampled_from(["Name", "State", "name", "STATE"]), ODD, max_size=3), max_size=5))
 def test_cluster_members_parse_as_the_plain_coercions_do(rows):
     from scanner import values as v
-    from scanner.normalize import reduce_snapshot
+    from scanner.normalize import SectionMemo, reduce_snapshot
     from scanner.values import prop as P
     want = tuple((v.text(P(o, "Name")), v.as_enum(P(o, "State"), v.NODE_STATE))
                  for o in v.as_objects(rows) if v.text(P(o, "Name")))
-    assert reduce_snapshot(snap("HV01", ClusterNode=rows), memo={}).members == want
+    assert reduce_snapshot(snap("HV01", ClusterNode=rows), memo=SectionMemo()).members == want
