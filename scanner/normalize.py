@@ -800,7 +800,7 @@ def _cluster_section_states(data: Sequence[NodeData]) -> tuple[dict[str, str], d
     for d in data:
         names.extend(n for n in d.sections if n not in names)
     for name in names:
-        got = [d.state(name) for d in data]
+        got = {d.sections.get(name, MISSING) for d in data}     # d.state(name), without a call each
         if not data:
             states[name] = UNCOLLECTED
             continue
@@ -821,7 +821,11 @@ def build_cluster(name: str, data: Sequence[NodeData], failures: Sequence[NodeFa
     # Membership: every node that reported, failed, or is listed by ClusterNode.
     members: dict[str, str] = {}
     node_state: dict[str, str | None] = {}
+    seen: set[int] = set()
     for d in data:
+        if id(d.members) in seen:   # the same list again (the memo's): it would change nothing
+            continue
+        seen.add(id(d.members))
         for member, state in d.members:
             members.setdefault(short_name(member), member)
             node_state.setdefault(short_name(member), state)
@@ -844,7 +848,7 @@ def build_cluster(name: str, data: Sequence[NodeData], failures: Sequence[NodeFa
 
     networks = _majority(_keyed([d.networks for d in data if d.networks is not None],
                                 lambda nets: tuple(x.key() for x in nets))) or ()
-    setting = _majority([(d.setting.key(), d.setting) for d in data if d.setting is not None])
+    setting = _majority(_keyed([d.setting for d in data if d.setting is not None], LMSetting.key))
     vms = _majority(_keyed([d.vms for d in data if d.vms is not None],
                            lambda vms: tuple((vm.name, vm.group, vm.setting.key()) for vm in vms))) or ()
     legacy = setting is None and (any(d.vms is not None for d in data) or states.get("VirtualMachineResource") == FAILED
