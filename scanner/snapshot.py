@@ -31,7 +31,9 @@ class CIDict(Mapping[str, Any]):
     def __init__(self, data: Mapping[str, Any]) -> None:
         folded: dict[str, tuple[str, Any]] = {}
         for k, v in data.items():
-            folded.setdefault(str(k).casefold(), (str(k), v))
+            if k.__class__ is not str:
+                k = str(k)
+            folded.setdefault(k.casefold(), (k, v))
         self._data = folded
 
     def __getitem__(self, key: str) -> Any:
