@@ -27,6 +27,10 @@ EXCLUDED_CLASSES = ("iscsi", "management", "guest")
 ATC_INTENT_NOTE = ("Network ATC selects the live-migration networks on this cluster and would revert a direct "
                    "change; taking the selection over would leave no preferred network first. Change the "
                    "intents so that ATC leaves this network out (Get-NetIntent, Set-NetIntent).")
+ATC_ROLE_NOTE = ("Network ATC selects the live-migration networks on this cluster, and a new role for this "
+                 "network would change which network live migration tries first; taking the selection over "
+                 "would leave no preferred network first. Change the role together with the intents "
+                 "(Get-NetIntent, Set-NetIntent).")
 ATC_TAKEOVER = SetAtcOverride(settings=(("EnableLiveMigrationNetworkSelection", False),))
 
 
@@ -66,6 +70,7 @@ class _Place:
     takeover: bool = False
     blocked: bool = False                     # ATC owns the lists and taking them over would break LM006
     pinned: bool = False
+    role_moves: bool = False                  # the findings' role changes alone reorder today's lists
     held_back: bool = False                   # LM007's policy lists would make this VM worse
 
 
@@ -156,6 +161,9 @@ def _target(cluster: Cluster, policy: Policy, place: _Place, after: tuple[Networ
             carrying = any(n.id not in exclude for n in preferred)
             take = set(reached or ([] if carrying else up))
             exclude = [i for i in exclude if i not in take]
+    if roles_change:
+        today = [n.id for n in effective_order(cluster.networks, s)]
+        place.role_moves = today != [n.id for n in effective_order(after, s)]
     if roles_change and not order:
         # With an empty order the cluster-communication network goes last; a new role can change
         # which network that is, so keep today's order explicitly.
@@ -246,6 +254,9 @@ def _fix(cluster: Cluster, policy: Policy, f: Finding, places: dict[str, _Place]
         actions = _list_actions(cluster, place, lists)
         return Fix(tuple(actions))
     if f.fix == "role_none":
+        if any(p.blocked and p.role_moves for p in places.values()):
+            # The lists stay ATC's (taking them over would break LM006), so no order can be pinned.
+            return Fix(note=ATC_ROLE_NOTE)
         role_actions: list[Action] = [SetNetworkRole(network_id=n.id, network=n.name, role="None", previous=n.role)
                                  for n in cluster.networks if n.id in f.network_ids]
         takeover = False

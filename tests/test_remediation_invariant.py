@@ -180,10 +180,7 @@ def _builtin() -> RuleSet:
     return _BUILTIN[0]
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(scenarios())
-def test_fixes_hold_for_made_up_clusters(scenario: tuple[str, list[dict[str, Any]]]) -> None:
-    policy_text, docs = scenario
+def _made_up(policy_text: str, docs: list[dict[str, Any]]) -> tuple[list[Any], list[str]]:
     doc = load_yaml(Path("<generated policy>"), policy_text)
     policy = policy_from_doc(doc, raw=policy_text.encode())
     base = _builtin()
@@ -191,5 +188,21 @@ def test_fixes_hold_for_made_up_clusters(scenario: tuple[str, list[dict[str, Any
     snaps = [parse_snapshot(json.dumps(d).encode(), f"{d['node']}.json") for d in docs]
     clusters = group_clusters(snaps)
     results = evaluate(ruleset.rules, clusters, policy, today=TODAY)
-    problems = broken_promises(ruleset, clusters, results)
+    return results, broken_promises(ruleset, clusters, results)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(scenarios())
+def test_fixes_hold_for_made_up_clusters(scenario: tuple[str, list[dict[str, Any]]]) -> None:
+    policy_text, docs = scenario
+    _, problems = _made_up(policy_text, docs)
     assert not problems, policy_text + "\n".join(problems)
+
+
+def test_a_role_change_that_would_reorder_atc_lists_is_left_to_the_intents() -> None:
+    """A case hypothesis found: the fix of LM008 would have broken LM006 under Network ATC."""
+    case = json.loads((Path(__file__).parent / "data" / "remediation" / "atc-role-moves-order.json").read_text())
+    results, problems = _made_up(case["policy"], case["snapshots"])
+    assert not problems
+    lm008 = next(r for r in results if r.rule == "LM008" and r.status.value == "fail")
+    assert not lm008.actions and "Set-NetIntent" in lm008.remediation
