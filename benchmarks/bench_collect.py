@@ -7,7 +7,10 @@ nodes are one loopback WS-Man server (tests/collect/fakewsman.py) with one URL p
 running in a separate process, so the CPU and memory figures are the scan host's alone.
 
     python benchmarks/bench_collect.py [--nodes 200] [--hung 5] [--delay 0.3] [--timeout 5]
-                                       [--workers 32] [--json]
+                                       [--workers 32] [--hogs 0] [--script collector|tiny] [--json]
+
+Every node is sent the real collector script (about 21 KB, as ``lmscan collect`` sends it) unless
+``--script tiny``, so the request sizes are the real ones.
 
 Target: wall time <= ((nodes / workers) * delay + timeout) * 1.2.
 Not collected by pytest (no test_ prefix); run it by hand or from CI.
@@ -62,7 +65,9 @@ def serve(conn: Any, hung: list[str], delay: float) -> None:
     srv.start()
     conn.send(srv.port)
     conn.recv()  # wait until the parent is done
-    conn.send({"requests": len(srv.log), "connections": srv.connections, "open_shells": srv.open_shells()})
+    steps = srv.steps()
+    conn.send({"requests": len(srv.log), "connections": srv.connections, "open_shells": srv.open_shells(),
+               "steps": {step: steps.count(step) for step in dict.fromkeys(steps)}})
     srv.stop()
 
 
@@ -81,10 +86,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=None, help="default: the pool's default (32)")
     ap.add_argument("--hogs", type=int, default=0,
                     help="CPU-bound processes to run beside the scan (a busy scan host)")
+    ap.add_argument("--script", choices=("collector", "tiny"), default="collector",
+                    help="what each node is sent: the real collector (default) or 'Get-Cluster'")
     ap.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = ap.parse_args(argv)
 
     from scanner.collect.fleet import DEFAULT_WORKERS, NodeJob, collect_nodes
+    from scanner.collect.script import collector_script
     from scanner.collect.transport import Endpoint, RunOutput
     from scanner.snapshot import Snapshot, parse_snapshot
 
@@ -114,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     cpu_before = time.process_time()
     began = time.perf_counter()
-    outcomes = collect_nodes(jobs, "Get-Cluster", parse, workers=workers)
+    script = collector_script(method="winrm") if args.script == "collector" else "Get-Cluster"
+    outcomes = collect_nodes(jobs, script, parse, workers=workers)
     wall = time.perf_counter() - began
     cpu = time.process_time() - cpu_before
     rss_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -155,8 +164,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"collected:        {len(ok)} ok, {len(failed)} failed "
               f"({'the hung ones' if figures['failed_as_expected'] else 'UNEXPECTED'}: "
               f"{'; '.join(figures['failure_lines'])})")
+        kinds = ", ".join(f"{step} {n}" for step, n in server["steps"].items())
         print(f"HTTP requests:    {figures['requests_per_healthy_node']} per healthy node "
-              f"(Create, Command, Send, Receive, Delete); server saw {server['requests']} requests on "
+              f"(server saw {kinds}); {server['requests']} requests on "
               f"{server['connections']} connections, {server['open_shells']} shells left open")
         print(f"per-node time:    median {figures['node_elapsed_median_s']} s, max {figures['node_elapsed_max_s']} s")
         print(f"scan host CPU:    {cpu:.2f} s total, {figures['cpu_ms_per_node']} ms per node")
