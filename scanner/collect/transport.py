@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import base64
 import functools
+import heapq
 import http.client
+import itertools
 import logging
 import os
 import re
@@ -375,6 +377,52 @@ class _Stop(Exception):
     """Raised before a request when the run has been aborted or its time is up."""
 
 
+class _Watchdog:
+    """One daemon thread that fires each armed run's ``_expire`` when its phase's limit has passed.
+
+    A ``threading.Timer`` per phase started a thread three times per node, and ``Thread.start``
+    waits until the new thread runs: CPU and latency that grow with the pool on a busy scan host.
+    Disarming only forgets the run's ticket; stale entries are dropped when they come up.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._heap: list[tuple[float, int, _Run]] = []
+        self._tickets = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def arm(self, run: _Run, when: float) -> None:
+        with self._cond:
+            run._ticket = ticket = next(self._tickets)
+            heapq.heappush(self._heap, (when, ticket, run))
+            if self._thread is None or not self._thread.is_alive():  # first use, or after a fork
+                self._thread = threading.Thread(target=self._loop, name="lmscan-watchdog", daemon=True)
+                self._thread.start()
+            elif self._heap[0][1] == ticket:
+                self._cond.notify()
+
+    def disarm(self, run: _Run) -> None:
+        run._ticket = None
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while True:
+                    heap = self._heap
+                    while heap and heap[0][2]._ticket != heap[0][1]:
+                        heapq.heappop(heap)
+                    now = time.monotonic()
+                    if heap and heap[0][0] <= now:
+                        _, _, run = heapq.heappop(heap)
+                        run._ticket = None
+                        break
+                    self._cond.wait(heap[0][0] - now if heap else None)
+            try:
+                run._expire()
+            except Exception:  # noqa: BLE001  (the watchdog must outlive any one run)
+                log.exception("%s: watchdog callback failed", run.endpoint.node)
+
+
 class _Run:
     """One run's clock, request count, sockets and abort state (shared with the watchdog)."""
 
@@ -390,7 +438,7 @@ class _Run:
         self._wake = threading.Event()
         self._lock = threading.Lock()
         self._socks: list[socket.socket] = []
-        self._timer: threading.Timer | None = None
+        self._ticket: int | None = None  # the watchdog entry that counts; None: disarmed
 
     def elapsed(self) -> float:
         return time.monotonic() - self.start
@@ -438,20 +486,18 @@ class _Run:
 
     def arm(self) -> None:
         """Start (or restart) the watchdog for the current phase's limit."""
-        self.disarm()
-        self._timer = threading.Timer(max(0.0, self.remaining()) + WATCHDOG_SLACK, self._expire)
-        self._timer.daemon = True
-        self._timer.start()
+        _WATCHDOG.arm(self, max(time.monotonic(), self.limit) + WATCHDOG_SLACK)
 
     def disarm(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        _WATCHDOG.disarm(self)
 
     def sleep(self, seconds: float) -> None:
         """Back off, but wake up at once if the run is aborted."""
         if self._wake.wait(seconds):
             raise _Stop(self.aborted or "interrupted")
+
+
+_WATCHDOG = _Watchdog()
 
 
 class _TracksSocket:

@@ -539,3 +539,29 @@ def test_pywinrm_refusing_its_arguments_is_a_config_error(caplog: pytest.LogCapt
     monkeypatch.setattr(transport, "FastProtocol", refuse)
     err = fails(Endpoint("HV09", "https://127.0.0.1:1/wsman", "ntlm", "u", SECRET, timeout=2), caplog)
     assert err.kind == "config" and str(err) == "HV09: WinRMError: invalid settings for ***"
+
+
+def test_one_watchdog_thread_fires_each_armed_run_once_and_never_a_disarmed_one() -> None:
+    dog = transport._Watchdog()
+    fired: list[int] = []
+    runs = []
+    for i in range(40):
+        run = transport._Run(Endpoint(f"HV{i}", "http://127.0.0.1:1/wsman"))
+        run._expire = lambda i=i: fired.append(i)  # type: ignore[method-assign]
+        runs.append(run)
+    threads = threading.active_count()
+    now = time.monotonic()
+    for i, run in enumerate(runs):
+        dog.arm(run, now + 0.02 + (i % 5) * 0.01)
+    for run in runs[::2]:
+        dog.disarm(run)
+    dog.arm(runs[0], now + 0.1)  # re-armed later: fires once, at the new time
+    dog.arm(runs[1], now + 0.15)  # re-armed: the earlier entry no longer counts
+    assert threading.active_count() <= threads + 1
+    time.sleep(0.05)
+    assert 0 not in fired and 1 not in fired
+    deadline = time.monotonic() + 3
+    while len(fired) < 21 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.05)
+    assert sorted(fired) == [0, *range(1, 40, 2)]
