@@ -382,27 +382,37 @@ class _Watchdog:
 
     A ``threading.Timer`` per phase started a thread three times per node, and ``Thread.start``
     waits until the new thread runs: CPU and latency that grow with the pool on a busy scan host.
-    Disarming only forgets the run's ticket; stale entries are dropped when they come up.
+    Disarming forgets the run's ticket (stale entries are dropped when they come up); when no run
+    is armed the thread ends, so a process that collected has no thread left over (the offline
+    scan forks its second process only from a single-threaded process).
     """
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._heap: list[tuple[float, int, _Run]] = []
         self._tickets = itertools.count()
+        self._armed = 0  # runs whose ticket is in the heap
         self._thread: threading.Thread | None = None
 
     def arm(self, run: _Run, when: float) -> None:
         with self._cond:
+            if run._ticket is None:
+                self._armed += 1
             run._ticket = ticket = next(self._tickets)
             heapq.heappush(self._heap, (when, ticket, run))
-            if self._thread is None or not self._thread.is_alive():  # first use, or after a fork
+            if self._thread is None or not self._thread.is_alive():  # idle before, or after a fork
                 self._thread = threading.Thread(target=self._loop, name="lmscan-watchdog", daemon=True)
                 self._thread.start()
             elif self._heap[0][1] == ticket:
                 self._cond.notify()
 
     def disarm(self, run: _Run) -> None:
-        run._ticket = None
+        with self._cond:
+            if run._ticket is not None:
+                run._ticket = None
+                self._armed -= 1
+                if not self._armed:
+                    self._cond.notify()  # let the thread drop the stale entries and end
 
     def _loop(self) -> None:
         while True:
@@ -411,12 +421,16 @@ class _Watchdog:
                     heap = self._heap
                     while heap and heap[0][2]._ticket != heap[0][1]:
                         heapq.heappop(heap)
+                    if not heap:
+                        self._thread = None
+                        return
                     now = time.monotonic()
-                    if heap and heap[0][0] <= now:
+                    if heap[0][0] <= now:
                         _, _, run = heapq.heappop(heap)
                         run._ticket = None
+                        self._armed -= 1
                         break
-                    self._cond.wait(heap[0][0] - now if heap else None)
+                    self._cond.wait(heap[0][0] - now)
             try:
                 run._expire()
             except Exception:  # noqa: BLE001  (the watchdog must outlive any one run)

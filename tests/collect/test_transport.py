@@ -565,3 +565,19 @@ def test_one_watchdog_thread_fires_each_armed_run_once_and_never_a_disarmed_one(
         time.sleep(0.01)
     time.sleep(0.05)
     assert sorted(fired) == [0, *range(1, 40, 2)]
+    deadline = time.monotonic() + 3
+    while dog._thread is not None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert dog._thread is None  # nothing armed: the thread ended
+
+
+def test_the_watchdog_thread_ends_as_soon_as_no_run_is_armed() -> None:
+    # The offline scan forks only from a single-threaded process: collection leaves no thread.
+    dog = transport._Watchdog()
+    run = transport._Run(Endpoint("HV01", "http://127.0.0.1:1/wsman"))
+    dog.arm(run, time.monotonic() + 60)
+    thread = dog._thread
+    assert thread is not None and thread.is_alive()
+    dog.disarm(run)
+    thread.join(2)
+    assert not thread.is_alive() and dog._thread is None
