@@ -11,7 +11,8 @@ pickled on the way in) and splits the work:
   fall on both sides, or a node with two snapshots, is read again whole by the parent, so the
   grouping and every error are exactly those of one process; a snapshot that names no cluster,
   or a child that fails in any way, makes the parent do the whole scan itself.
-- reports: the child renders the JUnit report while the parent renders the others.
+- reports: the child writes most of the JUnit report's suites while the parent renders the
+  others and the rest of the suites.
 
 The answer is byte for byte what one process gives (tests compare them). Only Linux forks here
 (elsewhere ``fork`` is missing or unsafe), only when the process has no other thread, and only
@@ -49,9 +50,10 @@ MIN_RESULTS = 20000
 IDLE_TTL = 60.0
 #: Fork only when at least this many usable cores are idle (the parent's own is idle while it looks).
 IDLE_CORES = 1.5
-#: The parent's share of the snapshot bytes (it also unpacks the child's results and merges).
-PARENT_SHARE = 0.47
-#: The report the child renders: the costliest, so the parent's share (HTML, JSON, ...) runs beside it.
+#: The parent's share of the snapshot bytes. Half, measured: the child packs each result while the
+#: parent still evaluates, and the parent's unpacking after that about evens out the rest.
+PARENT_SHARE = 0.5
+#: The report whose work the child shares: the costliest; the parent renders the others beside it.
 CHILD_FORMAT = "junit"
 
 
@@ -162,22 +164,55 @@ def _send(conn: Connection, value: Any) -> None:
 # ----------------------------------------------------------------------------------- reports
 
 def render_all(report: ScanReport, formats: Sequence[str]) -> dict[str, bytes]:
-    """Every requested report, the JUnit one in a child process when that pays."""
+    """Every requested report; with a second process, the JUnit suites shared out between the two."""
     from scanner.render import FORMATS
 
     wanted = list(dict.fromkeys(formats))
-    if CHILD_FORMAT in wanted and len(wanted) > 1 and second_process(len(report.results) >= MIN_RESULTS):
-        def work(conn: Connection) -> None:
-            conn.send_bytes(FORMATS[CHILD_FORMAT](report))
+    if CHILD_FORMAT not in wanted or not second_process(len(report.results) >= MIN_RESULTS):
+        return {fmt: FORMATS[fmt](report) for fmt in wanted}
+    from scanner.render.junit import junit_document, junit_suites
 
-        with _child(work) as conn:
-            rendered = {fmt: FORMATS[fmt](report) for fmt in wanted if fmt != CHILD_FORMAT}
-            try:
-                rendered[CHILD_FORMAT] = conn.recv_bytes()
-            except (EOFError, OSError):
-                rendered[CHILD_FORMAT] = FORMATS[CHILD_FORMAT](report)
-        return {fmt: rendered[fmt] for fmt in wanted}
-    return {fmt: FORMATS[fmt](report) for fmt in wanted}
+    at = _junit_cut(report, [fmt for fmt in wanted if fmt != CHILD_FORMAT])
+
+    def work(conn: Connection) -> None:
+        _send(conn, junit_suites(report, at))
+
+    with _child(work) as conn:
+        rendered = {fmt: FORMATS[fmt](report) for fmt in wanted if fmt != CHILD_FORMAT}
+        suites, totals = junit_suites(report, 0, at)
+        try:
+            theirs, their_totals = _receive(conn)
+        except ChildFailed:
+            theirs, their_totals = junit_suites(report, at)
+    rendered[CHILD_FORMAT] = junit_document(report, [*suites, *theirs],
+                                            {k: v + their_totals[k] for k, v in totals.items()})
+    return {fmt: rendered[fmt] for fmt in wanted}
+
+
+#: What each report costs to render, relative to the JUnit one (measured on a 500-cluster fleet;
+#: the HTML one includes the JSON, whose SHA-256 it shows).
+RENDER_COST = {"json": 0.33, "html": 0.53, "sarif": 0.04, "markdown": 0.06, "remediate": 0.03}
+
+
+def _junit_cut(report: ScanReport, others: Sequence[str]) -> int:
+    """The clusters whose JUnit suites the parent writes besides the other reports: as many as
+    even out the two processes' work, counted by results."""
+    cost = sum(RENDER_COST.get(fmt, 0.1) for fmt in others)
+    if "html" in others and "json" in others:
+        cost -= RENDER_COST["json"]             # rendered once, for both
+    share = max(0.0, (1.0 - cost) / 2)          # of the JUnit work, for the parent
+    counts: dict[str, int] = {}
+    for r in report.results:
+        counts[r.cluster.casefold()] = counts.get(r.cluster.casefold(), 0) + 1
+    from scanner.render._common import cluster_names
+
+    names = cluster_names(report)
+    done, goal = 0, share * len(report.results)
+    for index, name in enumerate(names):
+        if done >= goal:
+            return index
+        done += counts.get(name.casefold(), 0)
+    return len(names)
 
 
 # -------------------------------------------------------------------------------------- scan
@@ -198,8 +233,7 @@ def shares(files: Sequence[Path]) -> tuple[list[int], list[int]]:
     Whole folders (``collect --save-dir`` writes one per cluster), dealt out in order to
     whichever side has the fewer bytes so far, so that neighbours alike (the 2008 R2 clusters of
     a site, whose files carry every VM resource) land on both sides. Bytes, not files, since
-    reading costs by the byte; the parent takes a little less (PARENT_SHARE) as it also takes in
-    the child's results. With fewer than four folders the files are cut once, at the folder
+    reading costs by the byte (PARENT_SHARE is the parent's part). With fewer than four folders the files are cut once, at the folder
     boundary nearest that share, or inside a cluster, which the parent then reads whole.
     """
     sizes = _sizes(files)
@@ -292,16 +326,17 @@ class _Side:
             raise again.error[1]
         self.data.update(again.data)
 
-    def parts(self, ruleset: RuleSet, today: _dt.date, drop: set[str | None]) -> list[Part]:
+    def parts(self, ruleset: RuleSet, today: _dt.date, drop: set[str | None]) -> Iterator[Part]:
+        """Our clusters but ``drop``, evaluated one at a time."""
         from scanner.normalize import ClusterGrouper
-        from scanner.pipeline import drain, evaluate_clusters
+        from scanner.pipeline import drain, evaluate_each
 
         grouper = ClusterGrouper()
         for index in sorted(self.data):
             if _key(self.data[index]) not in drop:
                 grouper.add_data(self.data[index])
         self.data = {}
-        return evaluate_clusters(ruleset, drain(grouper.clusters()), today)
+        return evaluate_each(ruleset, drain(grouper.clusters()), today)
 
 
 def read_and_evaluate(ruleset: RuleSet, files: Sequence[Path], today: _dt.date) -> list[Part]:
@@ -321,7 +356,10 @@ def read_and_evaluate(ruleset: RuleSet, files: Sequence[Path], today: _dt.date) 
             return
         _send(conn, ("read", child.keys(), child.doubled()))
         drop = _receive(conn)
-        _send(conn, ("parts", child.parts(ruleset, today, drop)))
+        # Each cluster packed as soon as it is evaluated: the packing overlaps the parent's own
+        # evaluation instead of following it, and the child holds bytes rather than objects.
+        _send(conn, ("parts", [pickle.dumps(part, protocol=pickle.HIGHEST_PROTOCOL)
+                               for part in child.parts(ruleset, today, drop)]))
 
     with _child(work) as conn:
         ours = _Side()
@@ -333,17 +371,18 @@ def read_and_evaluate(ruleset: RuleSet, files: Sequence[Path], today: _dt.date) 
         if errors:                                 # the bad file one process meets first
             raise min(errors, key=lambda e: e[0])[1]
         theirs: dict[str | None, list[int]] = reply[1]
-        if None in theirs or None in ours.keys():
+        keys = ours.keys()
+        if None in theirs or None in keys:
             # A node without a cluster name joins the cluster whose ClusterNode lists it, first
             # match in file order: that needs every file in one place.
             raise ChildFailed("a snapshot names no cluster")
-        drop = ({k for k in theirs if k in ours.keys()} | reply[2]) & set(theirs)
+        drop = ({k for k in theirs if k in keys} | reply[2]) & set(theirs)
         _send(conn, drop)
         try:
             ours.take(files, drop, [i for k in drop for i in theirs[k]])
-            parts = ours.parts(ruleset, today, set())
+            parts = list(ours.parts(ruleset, today, set()))
         except InputError as exc:                  # which error one process meets first: let it find out
             raise ChildFailed(str(exc)) from None
         reply = _receive(conn)
-    parts.extend(reply[1])
+    parts.extend(pickle.loads(blob) for blob in reply[1])
     return sorted(parts, key=lambda part: part[0].name.casefold())

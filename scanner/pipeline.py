@@ -57,10 +57,16 @@ def load_ruleset(policy_path: Path | None, rule_paths: Sequence[Path] = ()) -> R
 
 def evaluate_clusters(ruleset: RuleSet, clusters: Iterable[Cluster], today: _dt.date) -> list[Part]:
     """Each cluster with its results (clusters are independent: any split of them gives the same)."""
-    return [(ClusterInfo(name=c.name, os=c.os,
-                         nodes=tuple(NodeInfo(name=n.name, collected=n.collected, error=n.error,
-                                              collected_at=n.collected_at) for n in c.nodes)),
-             evaluate(ruleset.rules, [c], ruleset.policy, today=today)) for c in clusters]
+    return list(evaluate_each(ruleset, clusters, today))
+
+
+def evaluate_each(ruleset: RuleSet, clusters: Iterable[Cluster], today: _dt.date) -> Iterator[Part]:
+    """:func:`evaluate_clusters`, one cluster at a time."""
+    for c in clusters:
+        yield (ClusterInfo(name=c.name, os=c.os,
+                           nodes=tuple(NodeInfo(name=n.name, collected=n.collected, error=n.error,
+                                                collected_at=n.collected_at) for n in c.nodes)),
+               evaluate(ruleset.rules, [c], ruleset.policy, today=today))
 
 
 def drain(clusters: list[Cluster]) -> Iterator[Cluster]:

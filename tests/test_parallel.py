@@ -198,7 +198,7 @@ def _fails_in_child(real: Callable[..., Any]) -> Callable[..., Any]:
 def test_a_child_that_dies_leaves_the_parent_to_do_it_all(fleet: Path, monkeypatch: pytest.MonkeyPatch,
                                                           forks: list[int]) -> None:
     expected = _rendered(_scan(fleet, "1", monkeypatch))
-    monkeypatch.setattr(pipeline, "evaluate_clusters", _fails_in_child(pipeline.evaluate_clusters))
+    monkeypatch.setattr(pipeline, "evaluate_each", _fails_in_child(pipeline.evaluate_each))
     assert _rendered(_scan(fleet, "2", monkeypatch)) == expected
     assert len(forks) == 1
 
@@ -213,10 +213,21 @@ def test_reports_rendered_beside_each_other_are_those_of_one_process(
     expected = _rendered(report)
     assert parallel.render_all(report, list(FORMATS)) == expected
     assert len(forks) == 1
-    monkeypatch.setitem(FORMATS, "junit", _fails_in_child(FORMATS["junit"]))
-    assert parallel.render_all(report, ["junit", "html"]) == {"junit": expected["junit"], "html": expected["html"]}
+    assert parallel.render_all(report, ["junit"]) == {"junit": expected["junit"]}    # the suites shared out
     assert len(forks) == 2
-    assert list(parallel.render_all(report, ["json"])) == ["json"] and len(forks) == 2   # one report: no child
+    junit = sys.modules["scanner.render.junit"]
+    monkeypatch.setattr(junit, "junit_suites", _fails_in_child(junit.junit_suites))
+    assert parallel.render_all(report, ["junit", "html"]) == {"junit": expected["junit"], "html": expected["html"]}
+    assert len(forks) == 3
+    assert list(parallel.render_all(report, ["json"])) == ["json"] and len(forks) == 3   # no JUnit: no child
+
+
+def test_an_empty_report_shared_out_has_one_no_results_suite(monkeypatch: pytest.MonkeyPatch, forks: list[int]) -> None:
+    report = dataclasses.replace(_scan(ROOT / "scanner" / "demo", "1", monkeypatch), clusters=(), results=())
+    one = FORMATS["junit"](report)
+    monkeypatch.setenv("LMSCAN_PROCESSES", "2")
+    assert parallel.render_all(report, ["junit", "json"])["junit"] == one
+    assert one.count(b"<testcase name=\"no results\"") == 1 and len(forks) == 1
 
 
 def test_turned_off_or_small_no_child(fleet: Path, monkeypatch: pytest.MonkeyPatch, forks: list[int]) -> None:

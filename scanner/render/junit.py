@@ -20,7 +20,7 @@ import hashlib
 import json
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import junit_xml
 
@@ -62,6 +62,14 @@ _json_indented = json.JSONEncoder(ensure_ascii=False, default=str, indent=2).enc
 
 def render_junit(report: ScanReport) -> bytes:
     """The report as a JUnit XML document (UTF-8 bytes) that validates against junit-10.xsd."""
+    return junit_document(report, *junit_suites(report))
+
+
+def junit_suites(report: ScanReport, start: int = 0, stop: int | None = None) -> tuple[list[str], dict[str, int]]:
+    """The ``<testsuite>`` texts of clusters ``start:stop`` (in report order) and their counts.
+
+    Two processes can each write a share (scanner.parallel); :func:`junit_document` joins them.
+    """
     names = cluster_names(report)
     classnames = _classnames(names)
     infos = {info.name.casefold(): info for info in report.clusters}
@@ -73,17 +81,22 @@ def render_junit(report: ScanReport) -> bytes:
     # built, so a fleet's 100,000 testcases never stand as one tree (which the garbage collector
     # would walk again and again).
     suites = []
-    for cluster in names:
+    for cluster in names[start:stop]:
         results = sorted(by_cluster.get(cluster.casefold(), []), key=key)
         suite = _suite(report, cluster, classnames[cluster], results, infos.get(cluster.casefold()), texts)
         suites.append(_finish(suite, totals))
-    if not suites:
+    if not names and stop is None:      # (in the last share only)
         # A file without any testcase makes CI servers report "no test results"; say why.
         case = junit_xml.TestCase(name="no results", classname="lmscan")
         case.add_skipped_info(message="The scan produced no results: no cluster was scanned.")
         suites.append(_finish(junit_xml.TestSuite(name="lmscan", test_cases=[case],
                                                   timestamp=utc_naive(report.scan.started_at),
                                                   properties=_properties(report, None)), totals))
+    return suites, totals
+
+
+def junit_document(report: ScanReport, suites: Sequence[str], totals: Mapping[str, int]) -> bytes:
+    """The whole document around suites from :func:`junit_suites`, totals added up."""
     seconds = duration_seconds(report.scan.started_at, report.scan.finished_at)
     root = ET.Element("testsuites", {"name": "lmscan", **{k: str(v) for k, v in totals.items()},
                                      "time": f"{seconds or 0.0:.3f}"})
