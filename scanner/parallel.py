@@ -197,21 +197,19 @@ RENDER_COST = {"json": 0.33, "html": 0.53, "sarif": 0.04, "markdown": 0.06, "rem
 def _junit_cut(report: ScanReport, others: Sequence[str]) -> int:
     """The clusters whose JUnit suites the parent writes besides the other reports: as many as
     even out the two processes' work, counted by results."""
+    from scanner.render._common import cluster_names, group_by_cluster
+
     cost = sum(RENDER_COST.get(fmt, 0.1) for fmt in others)
     if "html" in others and "json" in others:
         cost -= RENDER_COST["json"]             # rendered once, for both
     share = max(0.0, (1.0 - cost) / 2)          # of the JUnit work, for the parent
-    counts: dict[str, int] = {}
-    for r in report.results:
-        counts[r.cluster.casefold()] = counts.get(r.cluster.casefold(), 0) + 1
-    from scanner.render._common import cluster_names
-
+    by_cluster = group_by_cluster(report.results)
     names = cluster_names(report)
     done, goal = 0, share * len(report.results)
     for index, name in enumerate(names):
         if done >= goal:
             return index
-        done += counts.get(name.casefold(), 0)
+        done += len(by_cluster.get(name.casefold(), ()))
     return len(names)
 
 
